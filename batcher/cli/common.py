@@ -1,0 +1,89 @@
+"""Shared command-line pieces: common options, exit codes, error reporting."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from batcher import errors
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_INTERRUPTED = 130
+
+DEFAULT_STATE = "state/batcher.db"
+DEFAULT_OUT = "outputs"
+
+
+def exit_code_for(exc: errors.BatcherError) -> int:
+    """The process exit code for an error that ends a command."""
+    if isinstance(exc, errors.AuthError):
+        return EXIT_AUTH
+    if isinstance(
+        exc,
+        errors.UsageError
+        | errors.JobFileError
+        | errors.SchemaError
+        | errors.ConfigError
+        | errors.StateError,
+    ):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def err(message: str) -> None:
+    """Print one line to stderr."""
+    click.echo(message, err=True)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn expected errors into a one-line message and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except errors.JobFileInvalid as exc:
+            for p in exc.problems:
+                err(str(p))
+            n = sum(1 for p in exc.problems if p.severity == "error")
+            err(f"{n} error(s); nothing was submitted")
+            sys.exit(EXIT_USAGE)
+        except errors.BatcherError as exc:
+            err(f"batcher: error: {exc}")
+            sys.exit(exit_code_for(exc))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def state_option(fn: F) -> F:
+    """--state PATH (env BATCHER_STATE, default state/batcher.db)."""
+    return click.option(
+        "--state",
+        "state_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=lambda: os.environ.get("BATCHER_STATE", DEFAULT_STATE),
+        show_default=DEFAULT_STATE,
+        help="State database (env BATCHER_STATE).",
+    )(fn)
+
+
+def out_option(fn: F) -> F:
+    """--out DIR (default outputs/)."""
+    return click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help=f"Output folder (default: the job file's output_dir, else {DEFAULT_OUT}/).",
+    )(fn)

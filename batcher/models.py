@@ -1,0 +1,133 @@
+"""Value types shared by every layer: job specs, job states, remote statuses.
+
+Invariants: every type here is immutable; JobState transitions are listed in one table
+(`ALLOWED`), and the store refuses any other move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+DEFAULT_MODEL = "kling/kling-3.0/pro/text-to-video"
+
+
+class JobState(str, Enum):
+    """Local life cycle of one job version."""
+
+    PENDING = "pending"  # known, nothing sent yet
+    SUBMITTING = "submitting"  # committed before its POST
+    QUEUED = "queued"  # request id known, waiting in the remote queue
+    RUNNING = "running"  # remote says in progress
+    DOWNLOADING = "downloading"  # remote succeeded, files being fetched
+    DONE = "done"  # every output on disk, verified
+    FAILED = "failed"  # failed for good (attempts used up or permanent error)
+    UNKNOWN = "unknown"  # a POST whose outcome is unknown: held for a human
+    CANCELLED = "cancelled"  # cancelled locally or remotely
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+    @property
+    def remote(self) -> bool:
+        """True when a request id exists and the remote side may still be working."""
+        return self in (JobState.QUEUED, JobState.RUNNING)
+
+
+TERMINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+S = JobState
+ALLOWED: Mapping[JobState, frozenset[JobState]] = {
+    S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED, S.FAILED}),
+    S.SUBMITTING: frozenset({S.QUEUED, S.PENDING, S.FAILED, S.UNKNOWN}),
+    S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
+    S.DOWNLOADING: frozenset({S.DOWNLOADING, S.DONE, S.PENDING, S.FAILED}),
+    S.DONE: frozenset(),
+    S.FAILED: frozenset({S.PENDING}),
+    S.UNKNOWN: frozenset({S.PENDING, S.CANCELLED, S.QUEUED}),
+    S.CANCELLED: frozenset({S.PENDING}),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    """Run options a job file may set; command-line flags override them."""
+
+    concurrency: int | None = None  # remote in-flight limit
+    max_cost: float | None = None  # USD budget for new submissions
+    max_attempts: int | None = None  # remote attempts per job
+    on_unknown: str | None = None  # "hold" (default) or "resubmit"
+    output_dir: str | None = None  # output folder (relative to the job file's folder)
+    deadline_s: float | None = None  # per-job deadline, seconds since first submit
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    """One expanded job: what to send, under which stable key, to which file name."""
+
+    run: str  # run name
+    key: str  # stable key: run/job[/field=value...][#repeat]
+    name: str  # job name as written in the file
+    model: str  # model id
+    payload: Mapping[str, Any]  # the exact input object sent to the API
+    fingerprint: str  # sha256 hex of model + canonical payload
+    output_name: str  # filesystem-safe file stem, unique within the run
+    sweep: Mapping[str, Any] = field(default_factory=dict)  # swept field -> value
+    repeat: int = 0  # repeat index (0-based)
+    source: str = ""  # FILE:LINE where the job was written
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A request the API accepted: its id and the server-given URLs."""
+
+    request_id: str
+    status_url: str
+    result_url: str
+    cancel_url: str
+
+
+@dataclass(frozen=True)
+class Queued:
+    """Waiting in the remote queue."""
+
+    position: int | None = None
+
+
+@dataclass(frozen=True)
+class InProgress:
+    """Being generated."""
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    """Finished; `outputs` holds every output URL found (video first)."""
+
+    outputs: tuple[str, ...] = ()
+    cost: float | None = None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Finished with an error (the server's text kept as given)."""
+
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """Cancelled remotely."""
+
+
+RemoteStatus = Queued | InProgress | Succeeded | Failed | Cancelled
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """Answer to a cancel request: cancelled, or it will run to completion."""
+
+    cancelled: bool
+    outcome: str
