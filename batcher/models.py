@@ -77,7 +77,58 @@ class JobSpec:
     output_name: str  # filesystem-safe file stem, unique within the run
     sweep: Mapping[str, Any] = field(default_factory=dict)  # swept field -> value
     repeat: int = 0  # repeat index (0-based)
+    cost: float = 0.0  # estimated USD for one render
     source: str = ""  # FILE:LINE where the job was written
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputFile:
+    """One downloaded output: where it came from and what landed on disk."""
+
+    url: str
+    path: str  # relative to the run's output folder
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Attempt:
+    """One remote attempt of a job (history is never overwritten)."""
+
+    number: int
+    request_id: str | None
+    submitted_at: float | None
+    finished_at: float | None
+    outcome: str  # "succeeded", "failed", "unknown", "cancelled", "running", ...
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRecord:
+    """A job version as the state store knows it (what reports are made of)."""
+
+    id: int
+    run: str
+    key: str
+    name: str
+    version: int  # 1 for the first payload of a key, +1 each time it was edited
+    current: bool  # False for versions superseded by an edit
+    model: str
+    fingerprint: str
+    payload: Mapping[str, Any]
+    sweep: Mapping[str, Any]
+    repeat: int
+    output_name: str
+    out_dir: str  # the run's output folder (absolute)
+    state: JobState
+    request_id: str | None
+    attempts: tuple[Attempt, ...]
+    error: str | None
+    outputs: tuple[OutputFile, ...]
+    cost: float  # estimated USD (actual when the server reported it)
+    created_at: float
+    submitted_at: float | None
+    finished_at: float | None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,17 @@
+"""Shared test fixtures: isolation of env and cwd, loopback emulator servers."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees a real token, base URL or state path from the developer's shell."""
+    for name in ("RUNCOMFY_API_TOKEN", "RUNCOMFY_BASE_URL", "BATCHER_STATE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
