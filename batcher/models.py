@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 DEFAULT_MODEL = "kling/kling-3.0/pro/text-to-video"
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """Local life cycle of one job version."""
 
     PENDING = "pending"  # known, nothing sent yet

@@ -1,0 +1,289 @@
+"""RunComfy Model API queue client (async, httpx): submit, status, result, cancel, info.
+
+Invariants:
+- Foreign exceptions never leak: httpx errors become `TransportError` (with `sent`
+  telling whether anything reached the server) and bad answers become `ApiError`
+  subclasses, decided by `error_code` first and the HTTP status second.
+- The bearer token is sent only to the origin of the base URL. A server-given URL on
+  another origin is not followed with the token: the same path on the API origin is used.
+- Answers are checked: JSON objects only, request ids match `[A-Za-z0-9_-]{1,128}`,
+  output URLs are http(s).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from batcher import errors
+from batcher.models import (
+    Cancelled,
+    CancelOutcome,
+    Failed,
+    InProgress,
+    Queued,
+    RemoteStatus,
+    Submitted,
+    Succeeded,
+)
+from batcher.retry import parse_retry_after
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://model-api.runcomfy.net"
+REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+SUCCESS = frozenset({"completed", "succeeded", "success"})
+FAILURE = frozenset({"failed", "error"})
+CANCELLED = frozenset({"cancelled", "canceled"})
+QUEUED = frozenset({"in_queue", "queued", "pending"})
+OUTPUT_KEYS = ("video", "videos", "image", "images")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """Per-phase timeouts in seconds for every API call."""
+
+    connect: float = 10.0
+    read: float = 60.0
+    write: float = 60.0
+    pool: float = 30.0
+
+    def httpx(self) -> httpx.Timeout:
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _message(body: Mapping[str, Any]) -> str:
+    for key in ("error_message", "message", "error", "detail"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, Mapping):
+            inner = value.get("message") or value.get("type")
+            if isinstance(inner, str) and inner:
+                return inner
+        if isinstance(value, list) and value:
+            return json.dumps(value, ensure_ascii=False)[:500]
+    return "no message"
+
+
+def error_from(
+    status: int, body: Mapping[str, Any] | None, retry_after: float | None
+) -> errors.ApiError:
+    """The ApiError subclass for an error answer (error_code decides before the HTTP status)."""
+    body = body or {}
+    raw_code = body.get("error_code")
+    code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
+    msg = _message(body) if body else f"HTTP {status}"
+    kw: dict[str, Any] = {"status_code": status, "error_code": code, "detail": body.get("detail")}
+    if code in (400004, 401001) or (code is None and status in (401, 403)):
+        return errors.AuthError(msg, **kw)
+    if code == 400002 or (code is None and status == 402):
+        return errors.InsufficientBalance(msg, **kw)
+    if code == 404001 or (code is None and status == 404):
+        return errors.RequestNotFound(msg, **kw)
+    if code == 500001 or (code is None and (status == 408 or status >= 500)):
+        return errors.ServerError(msg, retry_after=retry_after, **kw)
+    if status == 429:
+        return errors.RateLimited(msg, retry_after=retry_after, **kw)
+    if code in (400001, 422001) or (code is None and status in (400, 422)):
+        return errors.InvalidInput(msg, **kw)
+    return errors.ApiError(msg, **kw)
+
+
+def _urls_in(output: Any) -> list[str]:
+    found: list[str] = []
+    if isinstance(output, str):
+        found.append(output)
+    elif isinstance(output, list):
+        for item in output:
+            found.extend(_urls_in(item))
+    elif isinstance(output, Mapping):
+        for key in OUTPUT_KEYS:
+            if key in output:
+                found.extend(_urls_in(output[key]))
+        if not found and isinstance(output.get("url"), str):
+            found.append(output["url"])
+    return found
+
+
+def output_urls(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every output URL of a result body, video first, duplicates removed."""
+    urls = list(dict.fromkeys(_urls_in(body.get("output"))))
+    for url in urls:
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise errors.MalformedAnswer(f"output URL is not http(s): {url[:200]!r}")
+    return tuple(urls)
+
+
+def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
+    """A typed status from a status or result body (robust to every known variant)."""
+    raw = body.get("status")
+    if not isinstance(raw, str):
+        raise errors.MalformedAnswer(f"answer has no status: {json.dumps(body)[:200]}")
+    status = raw.strip().lower()
+    if status in SUCCESS:
+        cost = body.get("cost")
+        ok_cost = (
+            float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
+        )
+        return Succeeded(outputs=output_urls(body), cost=ok_cost)
+    if status in FAILURE:
+        err = body.get("error")
+        text = _message({"error": err}) if err else _message(body)
+        return Failed(error=text)
+    if status in CANCELLED:
+        return Cancelled()
+    if status in QUEUED:
+        pos = body.get("queue_position")
+        ok = isinstance(pos, int) and not isinstance(pos, bool)
+        return Queued(position=pos if ok else None)
+    return InProgress()
+
+
+class RunComfyClient:
+    """One client per run; share one httpx.AsyncClient (connection pool) across tasks."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        token: str,
+        timeouts: Timeouts | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._origin = _origin(self._base)
+        self._token = token
+        self._timeout = (timeouts or Timeouts()).httpx()
+        self._clock = clock
+
+    @property
+    def base_url(self) -> str:
+        return self._base
+
+    def handle(self, request_id: str) -> Submitted:
+        """Canonical URLs for a request id (used when none were stored)."""
+        rid = quote(request_id, safe="")
+        root = f"{self._base}/v1/requests/{rid}"
+        return Submitted(request_id, f"{root}/status", f"{root}/result", f"{root}/cancel")
+
+    async def submit(self, model_id: str, payload: Mapping[str, Any]) -> Submitted:
+        """POST a request. Raises UnknownOutcome when it may have been accepted unseen."""
+        url = f"{self._base}/v1/models/{quote(model_id, safe='/')}"
+        try:
+            body = await self._call("POST", url, json_body=dict(payload))
+        except errors.TransportError as exc:
+            if exc.sent:
+                raise errors.UnknownOutcome(f"submit outcome unknown: {exc}") from exc
+            raise
+        rid = body.get("request_id")
+        if not isinstance(rid, str) or not REQUEST_ID.fullmatch(rid):
+            raise errors.MalformedAnswer(
+                f"submit answer has no usable request_id: {json.dumps(body)[:200]}", status_code=200
+            )
+        canon = self.handle(rid)
+        return Submitted(
+            rid,
+            self._server_url(body.get("status_url"), canon.status_url),
+            self._server_url(body.get("result_url"), canon.result_url),
+            self._server_url(body.get("cancel_url"), canon.cancel_url),
+        )
+
+    async def status(self, req: Submitted) -> RemoteStatus:
+        """Current state of a request."""
+        return parse_status(await self._call("GET", self._safe(req.status_url, "status", req)))
+
+    async def result(self, req: Submitted, *, include_cost: bool = True) -> RemoteStatus:
+        """Outputs of a finished request, or its current state if unfinished."""
+        url = self._safe(req.result_url, "result", req)
+        params = {"include_cost": "true"} if include_cost else None
+        return parse_status(await self._call("GET", url, params=params))
+
+    async def cancel(self, req: Submitted) -> CancelOutcome:
+        """Ask to cancel; only queued requests can be, the rest run to completion."""
+        body = await self._call("POST", self._safe(req.cancel_url, "cancel", req))
+        outcome = str(body.get("outcome") or "")
+        status = str(body.get("status") or "").lower()
+        done = outcome in ("cancelled", "canceled", "cancellation_requested") or (
+            not outcome and status in CANCELLED
+        )
+        return CancelOutcome(cancelled=done, outcome=outcome or status or "unknown")
+
+    async def model_info(self, model_id: str) -> Mapping[str, Any]:
+        """Catalog info of a model (undocumented endpoint: price and unit)."""
+        return await self._call("GET", f"{self._base}/v1/models/{quote(model_id, safe='/')}")
+
+    def _server_url(self, given: object, canonical: str) -> str:
+        if isinstance(given, str) and _origin(given) == self._origin:
+            return given
+        return canonical
+
+    def _safe(self, url: str, kind: str, req: Submitted) -> str:
+        if _origin(url) == self._origin:
+            return url
+        return getattr(self.handle(req.request_id), f"{kind}_url")  # type: ignore[no-any-return]
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Mapping[str, Any]:
+        assert _origin(url) == self._origin, "token must only go to the API origin"
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        try:
+            resp = await self._http.request(
+                method, url, json=json_body, params=params, headers=headers, timeout=self._timeout
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise errors.TransportError(
+                f"{method} {_path(url)}: cannot connect ({_why(exc)})", sent=False
+            ) from exc
+        except httpx.TransportError as exc:
+            raise errors.TransportError(f"{method} {_path(url)}: {_why(exc)}", sent=True) from exc
+        return self._decode(resp)
+
+    def _decode(self, resp: httpx.Response) -> Mapping[str, Any]:
+        retry_after = parse_retry_after(resp.headers.get("retry-after"), now=self._clock())
+        try:
+            body = resp.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if resp.status_code >= 400:
+            raise error_from(
+                resp.status_code, body if isinstance(body, Mapping) else None, retry_after
+            )
+        if not isinstance(body, Mapping):
+            snippet = resp.text[:120].replace("\n", " ")
+            raise errors.MalformedAnswer(
+                f"expected a JSON object, got {snippet!r}", status_code=resp.status_code
+            )
+        if body.get("error_code") is not None:
+            raise error_from(resp.status_code, body, retry_after)
+        return body
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path
+
+
+def _why(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
