@@ -1,0 +1,605 @@
+"""The state store: every run, job version, remote attempt and state change, in SQLite.
+
+Invariants:
+- This is the only module that imports sqlite_utils / sqlite3.
+- Every state change goes through `transition()`: one IMMEDIATE transaction holding the
+  compare-and-set on the job's current state, its new fields and its event row. A move
+  not listed in `models.ALLOWED`, or from a state the caller did not expect, is refused.
+- A job is committed as `submitting` (with a new attempt row) before its POST; its request
+  id is committed the moment it is known (`record_submitted`).
+- Migrations are append-only (`m001_…`, `m002_…`), applied when the store opens.
+- The API token is never stored: nothing here receives it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from batcher.errors import StateError
+from batcher.models import (
+    ALLOWED,
+    Attempt,
+    JobRecord,
+    JobSpec,
+    JobState,
+    OutputFile,
+    Submitted,
+)
+
+migrations = Migrations("batcher")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            name TEXT PRIMARY KEY, model TEXT NOT NULL, job_file TEXT, out_dir TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, updated_at REAL NOT NULL
+        );
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY, run TEXT NOT NULL REFERENCES runs(name), key TEXT NOT NULL,
+            version INTEGER NOT NULL, current INTEGER NOT NULL DEFAULT 1, name TEXT NOT NULL,
+            model TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL,
+            sweep TEXT NOT NULL DEFAULT '{}', repeat INTEGER NOT NULL DEFAULT 0,
+            output_name TEXT NOT NULL, cost_estimate REAL NOT NULL DEFAULT 0,
+            state TEXT NOT NULL, request_id TEXT, status_url TEXT, result_url TEXT,
+            cancel_url TEXT, attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
+            outputs TEXT NOT NULL DEFAULT '[]', cost REAL, created_at REAL NOT NULL,
+            submitted_at REAL, finished_at REAL, updated_at REAL NOT NULL,
+            UNIQUE (run, key, version)
+        );
+        CREATE INDEX jobs_state ON jobs(state);
+        CREATE INDEX jobs_run_key ON jobs(run, key, current);
+        CREATE TABLE attempts (
+            id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES jobs(id),
+            number INTEGER NOT NULL, request_id TEXT, submitted_at REAL, finished_at REAL,
+            outcome TEXT NOT NULL, error TEXT, cost REAL, UNIQUE (job_id, number)
+        );
+        CREATE INDEX attempts_request ON attempts(request_id);
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY, job_id INTEGER REFERENCES jobs(id), at REAL NOT NULL,
+            from_state TEXT, to_state TEXT, detail TEXT
+        );
+        CREATE INDEX events_job ON events(job_id);
+        """
+    )
+
+
+# Columns a caller may set through transition(); anything else is refused.
+SETTABLE = frozenset(
+    {
+        "request_id",
+        "status_url",
+        "result_url",
+        "cancel_url",
+        "error",
+        "outputs",
+        "cost",
+        "submitted_at",
+        "finished_at",
+    }
+)
+INFLIGHT = (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job row as the scheduler needs it."""
+
+    id: int
+    run: str
+    key: str
+    version: int
+    model: str
+    payload: Mapping[str, Any]
+    output_name: str
+    cost_estimate: float
+    state: JobState
+    request_id: str | None
+    handle: Submitted | None
+    attempts: int
+    submitted_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        rid = row["request_id"]
+        handle = (
+            Submitted(rid, row["status_url"], row["result_url"], row["cancel_url"])
+            if rid and row["status_url"]
+            else None
+        )
+        return cls(
+            id=row["id"],
+            run=row["run"],
+            key=row["key"],
+            version=row["version"],
+            model=row["model"],
+            payload=json.loads(row["payload"]),
+            output_name=row["output_name"],
+            cost_estimate=row["cost_estimate"],
+            state=JobState(row["state"]),
+            request_id=rid,
+            handle=handle,
+            attempts=row["attempts"],
+            submitted_at=row["submitted_at"],
+        )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """A run's settings as recorded when it was last started."""
+
+    name: str
+    model: str
+    job_file: str | None
+    out_dir: str
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    """What syncing a job file into the store did, by job key."""
+
+    new: tuple[str, ...]
+    changed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+
+
+class Store:
+    """A handle on one state database (bound to the thread that opened it)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], float]) -> None:
+        self.path = path
+        self._conn = conn
+        self._db = sqlite_utils.Database(conn)
+        self._clock = clock
+
+    @classmethod
+    def open(
+        cls, path: Path, *, create: bool = True, clock: Callable[[], float] = time.time
+    ) -> Store:
+        """Open (and migrate) the database; `create=False` refuses a missing file."""
+        path = Path(path)
+        if path.is_dir():
+            raise StateError(f"{path}: is a directory, not a state database")
+        if not path.exists():
+            if not create:
+                raise StateError(f"{path}: no state database here (run `batcher run FILE` first)")
+            path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: survives process crash / kill -9
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(conn, path, clock)
+            migrations.apply(store._db)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{path}: not a usable state database ({exc})") from exc
+        return store
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock up front, so two processes doing a
+        # read-then-write (a claim) serialise instead of failing on lock upgrade.
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def _event(
+        self,
+        c: sqlite3.Connection,
+        job_id: int | None,
+        frm: str | None,
+        to: str | None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        c.execute(
+            "INSERT INTO events (job_id, at, from_state, to_state, detail) VALUES (?,?,?,?,?)",
+            (job_id, self._clock(), frm, to, json.dumps(detail) if detail else None),
+        )
+
+    # -- runs -----------------------------------------------------------------
+
+    def upsert_run(
+        self,
+        name: str,
+        *,
+        model: str,
+        job_file: str | None,
+        out_dir: str,
+        options: Mapping[str, Any],
+    ) -> None:
+        """Record (or update) a run's model, job file, output folder and options."""
+        now = self._clock()
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO runs (name, model, job_file, out_dir, options, created_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET model=excluded.model,"
+                " job_file=excluded.job_file, out_dir=excluded.out_dir,"
+                " options=excluded.options, updated_at=excluded.updated_at",
+                (name, model, job_file, out_dir, json.dumps(dict(options)), now, now),
+            )
+
+    def run_names(self) -> list[str]:
+        """Every run, oldest first (newest last)."""
+        rows = self._conn.execute("SELECT name FROM runs ORDER BY updated_at, name")
+        return [r["name"] for r in rows]
+
+    def run_info(self, name: str) -> RunInfo:
+        """A run's recorded settings; StateError naming the known runs if absent."""
+        row = self._conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()
+        if row is None:
+            known = ", ".join(self.run_names()) or "none yet"
+            raise StateError(f"no run named {name!r} in {self.path} (runs: {known})")
+        return RunInfo(
+            row["name"], row["model"], row["job_file"], row["out_dir"], json.loads(row["options"])
+        )
+
+    # -- jobs -----------------------------------------------------------------
+
+    def sync_jobs(self, run: str, specs: Sequence[JobSpec]) -> SyncResult:
+        """Insert new jobs and new versions of edited ones, in one transaction.
+
+        An edited job's old version stays in history (current=0); if it had not been sent
+        yet it is cancelled, as it never will be.
+        """
+        now = self._clock()
+        new: list[str] = []
+        changed: list[str] = []
+        same: list[str] = []
+        with self._tx() as c:
+            latest = {
+                r["key"]: r
+                for r in c.execute(
+                    "SELECT id, key, version, fingerprint, state FROM jobs"
+                    " WHERE run=? AND current=1",
+                    (run,),
+                )
+            }
+            for spec in specs:
+                old = latest.get(spec.key)
+                if old is not None and old["fingerprint"] == spec.fingerprint:
+                    same.append(spec.key)
+                    continue
+                version = 1
+                if old is not None:
+                    version = old["version"] + 1
+                    changed.append(spec.key)
+                    c.execute(
+                        "UPDATE jobs SET current=0, updated_at=? WHERE id=?", (now, old["id"])
+                    )
+                    if old["state"] == JobState.PENDING:
+                        self._set_state(
+                            c,
+                            old["id"],
+                            JobState.PENDING,
+                            JobState.CANCELLED,
+                            {"error": "superseded by an edited version"},
+                            "edited",
+                        )
+                else:
+                    new.append(spec.key)
+                cur = c.execute(
+                    "INSERT INTO jobs (run, key, version, current, name, model, fingerprint,"
+                    " payload, sweep, repeat, output_name, cost_estimate, state, created_at,"
+                    " updated_at) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        run,
+                        spec.key,
+                        version,
+                        spec.name,
+                        spec.model,
+                        spec.fingerprint,
+                        json.dumps(dict(spec.payload), ensure_ascii=False, sort_keys=True),
+                        json.dumps(dict(spec.sweep), ensure_ascii=False),
+                        spec.repeat,
+                        spec.output_name,
+                        spec.cost,
+                        JobState.PENDING.value,
+                        now,
+                        now,
+                    ),
+                )
+                self._event(
+                    c,
+                    cur.lastrowid,
+                    None,
+                    JobState.PENDING.value,
+                    {"version": version, "fingerprint": spec.fingerprint},
+                )
+        return SyncResult(tuple(new), tuple(changed), tuple(same))
+
+    def marks(self, specs: Sequence[JobSpec]) -> dict[str, str]:
+        """key -> new | changed | <state of the current version> for a planned file."""
+        out: dict[str, str] = {}
+        runs = {s.run for s in specs}
+        latest: dict[tuple[str, str], sqlite3.Row] = {}
+        for run in runs:
+            for r in self._conn.execute(
+                "SELECT key, fingerprint, state FROM jobs WHERE run=? AND current=1", (run,)
+            ):
+                latest[(run, r["key"])] = r
+        for s in specs:
+            row = latest.get((s.run, s.key))
+            if row is None:
+                out[s.key] = "new"
+            elif row["fingerprint"] != s.fingerprint:
+                out[s.key] = "changed"
+            else:
+                out[s.key] = row["state"]
+        return out
+
+    def _set_state(
+        self,
+        c: sqlite3.Connection,
+        job_id: int,
+        frm: JobState,
+        to: JobState,
+        fields: Mapping[str, Any],
+        reason: str | None,
+    ) -> bool:
+        bad = set(fields) - SETTABLE
+        if bad:
+            raise ValueError(f"not settable: {sorted(bad)}")
+        sets = ", ".join(f"{k}=?" for k in fields)
+        vals = [json.dumps(v) if k == "outputs" else v for k, v in fields.items()]
+        extra = f", {sets}" if sets else ""
+        sql = f"UPDATE jobs SET state=?, updated_at=?{extra} WHERE id=? AND state=?"
+        cur = c.execute(sql, (to.value, self._clock(), *vals, job_id, frm.value))
+        if cur.rowcount != 1:
+            return False
+        detail = {k: v for k, v in fields.items() if k in ("error", "request_id")}
+        if reason:
+            detail["reason"] = reason
+        self._event(c, job_id, frm.value, to.value, detail)
+        return True
+
+    def transition(
+        self,
+        job_id: int,
+        frm: JobState,
+        to: JobState,
+        *,
+        reason: str | None = None,
+        attempt: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move a job from `frm` to `to` with its event (and optionally close its attempt).
+
+        Returns False (and changes nothing) when the job is no longer in `frm`, e.g. because
+        another process or a `cancel` moved it first.
+        """
+        if to not in ALLOWED[frm]:
+            raise ValueError(f"transition {frm.value} -> {to.value} is not allowed")
+        with self._tx() as c:
+            if not self._set_state(c, job_id, frm, to, fields, reason):
+                return False
+            if attempt:
+                self._update_attempt(c, job_id, attempt)
+        return True
+
+    def _update_attempt(
+        self, c: sqlite3.Connection, job_id: int, attempt: Mapping[str, Any]
+    ) -> None:
+        sets = ", ".join(f"{k}=?" for k in attempt)
+        c.execute(
+            f"UPDATE attempts SET {sets} WHERE job_id=? AND number="
+            "(SELECT MAX(number) FROM attempts WHERE job_id=?)",
+            (*attempt.values(), job_id, job_id),
+        )
+
+    def claim(self, runs: Iterable[str], limit: int) -> list[Job]:
+        """Atomically move up to `limit` pending jobs to `submitting`, opening an attempt each."""
+        names = list(runs)
+        if not names or limit <= 0:
+            return []
+        marks = ",".join("?" * len(names))
+        claimed: list[int] = []
+        with self._tx() as c:
+            rows = c.execute(
+                "SELECT id, attempts FROM jobs WHERE state='pending' AND current=1"
+                f" AND run IN ({marks}) ORDER BY id LIMIT ?",
+                (*names, limit),
+            ).fetchall()
+            now = self._clock()
+            for r in rows:
+                number = r["attempts"] + 1
+                c.execute(
+                    "UPDATE jobs SET state='submitting', attempts=?, request_id=NULL,"
+                    " status_url=NULL, result_url=NULL, cancel_url=NULL, updated_at=?"
+                    " WHERE id=?",
+                    (number, now, r["id"]),
+                )
+                c.execute(
+                    "INSERT INTO attempts (job_id, number, submitted_at, outcome)"
+                    " VALUES (?,?,?,'submitting')",
+                    (r["id"], number, now),
+                )
+                self._event(c, r["id"], "pending", "submitting", {"attempt": number})
+                claimed.append(r["id"])
+        return [self.job(i) for i in claimed]
+
+    def record_submitted(self, job_id: int, sub: Submitted) -> bool:
+        """Commit the request id the moment it is known (submitting -> queued)."""
+        now = self._clock()
+        return self.transition(
+            job_id,
+            JobState.SUBMITTING,
+            JobState.QUEUED,
+            request_id=sub.request_id,
+            status_url=sub.status_url,
+            result_url=sub.result_url,
+            cancel_url=sub.cancel_url,
+            submitted_at=now,
+            attempt={"request_id": sub.request_id, "outcome": "queued", "submitted_at": now},
+        )
+
+    def job(self, job_id: int) -> Job:
+        row = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise StateError(f"no job with id {job_id}")
+        return Job.from_row(row)
+
+    def jobs(
+        self,
+        runs: Iterable[str] | None = None,
+        states: Iterable[JobState] | None = None,
+        *,
+        current_only: bool = True,
+    ) -> list[Job]:
+        """Jobs filtered by run and state, in creation order."""
+        sql, args = self._where(runs, states, current_only)
+        return [
+            Job.from_row(r)
+            for r in self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args)
+        ]
+
+    @staticmethod
+    def _where(
+        runs: Iterable[str] | None, states: Iterable[JobState] | None, current_only: bool
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if runs is not None:
+            names = list(runs)
+            clauses.append(f"run IN ({','.join('?' * len(names))})")
+            args.extend(names)
+        if states is not None:
+            vals = [s.value for s in states]
+            clauses.append(f"state IN ({','.join('?' * len(vals))})")
+            args.extend(vals)
+        if current_only:
+            clauses.append("current=1")
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+    def counts(self, runs: Iterable[str] | None = None) -> dict[str, int]:
+        """Current job versions by state."""
+        sql, args = self._where(runs, None, True)
+        rows = self._conn.execute(f"SELECT state, COUNT(*) n FROM jobs{sql} GROUP BY state", args)
+        return {r["state"]: r["n"] for r in rows}
+
+    def committed_spend(self, runs: Iterable[str]) -> float:
+        """USD of every attempt that was (or may have been) sent, actual cost where known."""
+        names = list(runs)
+        marks = ",".join("?" * len(names))
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(COALESCE(a.cost, j.cost_estimate)), 0) s FROM attempts a"
+            f" JOIN jobs j ON j.id=a.job_id WHERE j.run IN ({marks})"
+            " AND a.outcome NOT IN ('not_sent')",
+            names,
+        ).fetchone()
+        return float(row["s"])
+
+    def set_attempt_cost(self, job_id: int, cost: float) -> None:
+        with self._tx() as c:
+            self._update_attempt(c, job_id, {"cost": cost})
+
+    def attempts(self, job_id: int) -> list[Attempt]:
+        rows = self._conn.execute(
+            "SELECT * FROM attempts WHERE job_id=? ORDER BY number", (job_id,)
+        )
+        return [
+            Attempt(
+                number=r["number"],
+                request_id=r["request_id"],
+                submitted_at=r["submitted_at"],
+                finished_at=r["finished_at"],
+                outcome=r["outcome"],
+                error=r["error"],
+            )
+            for r in rows
+        ]
+
+    def events(self, job_id: int) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT * FROM events WHERE job_id=? ORDER BY id", (job_id,))
+        return [dict(r) for r in rows]
+
+    def records(self, run: str | None = None) -> list[JobRecord]:
+        """Every job version of a run (or all runs), as reports read them."""
+        sql, args = self._where([run] if run else None, None, False)
+        out_dirs = {
+            r["name"]: r["out_dir"] for r in self._conn.execute("SELECT name, out_dir FROM runs")
+        }
+        rows = self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args).fetchall()
+        return [self._record(r, out_dirs.get(r["run"], "")) for r in rows]
+
+    def _record(self, r: sqlite3.Row, out_dir: str) -> JobRecord:
+        outputs = tuple(OutputFile(**o) for o in json.loads(r["outputs"]))
+        return JobRecord(
+            id=r["id"],
+            run=r["run"],
+            key=r["key"],
+            name=r["name"],
+            version=r["version"],
+            current=bool(r["current"]),
+            model=r["model"],
+            fingerprint=r["fingerprint"],
+            payload=json.loads(r["payload"]),
+            sweep=json.loads(r["sweep"]),
+            repeat=r["repeat"],
+            output_name=r["output_name"],
+            out_dir=out_dir,
+            state=JobState(r["state"]),
+            request_id=r["request_id"],
+            attempts=tuple(self.attempts(r["id"])),
+            error=r["error"],
+            outputs=outputs,
+            cost=r["cost"] if r["cost"] is not None else r["cost_estimate"],
+            created_at=r["created_at"],
+            submitted_at=r["submitted_at"],
+            finished_at=r["finished_at"],
+        )
+
+    def reconcile_orphans(self, runs: Iterable[str]) -> list[Job]:
+        """Jobs left `submitting` by a dead process: their POST outcome is unknown.
+
+        Call only while holding the runs' locks (so no live process owns them).
+        """
+        orphans = self.jobs(runs, [JobState.SUBMITTING])
+        for job in orphans:
+            self.transition(
+                job.id,
+                JobState.SUBMITTING,
+                JobState.UNKNOWN,
+                error="the process stopped during submit; the request may have been accepted",
+                reason="orphaned",
+                attempt={"outcome": "unknown", "finished_at": self._clock()},
+            )
+        return orphans
+
+
+def plan_marks(state_path: Path, jobs: Sequence[JobSpec]) -> dict[str, str]:
+    """Marks for `batcher plan`; never creates a database (no file: everything is new)."""
+    if not Path(state_path).exists():
+        return {j.key: "new" for j in jobs}
+    with Store.open(Path(state_path), create=False) as store:
+        return store.marks(jobs)

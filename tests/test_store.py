@@ -1,0 +1,124 @@
+"""State store: migrations, versions, compare-and-set transitions, claims, history."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from batcher.errors import StateError
+from batcher.models import JobSpec, JobState, Submitted
+from batcher.store import Store, plan_marks
+
+
+def spec(key: str, prompt: str = "a fox", run: str = "r") -> JobSpec:
+    return JobSpec(
+        run=run, key=f"{run}/{key}", name=key, model="m", payload={"prompt": prompt},
+        fingerprint=f"fp-{prompt}", output_name=key, cost=0.84,
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(tmp_path / "state" / "b.db")
+    s.upsert_run("r", model="m", job_file="x.yaml", out_dir=str(tmp_path / "out"), options={})
+    return s
+
+
+def test_blank_database_gets_every_migration(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "b.db"):
+        pass
+    conn = sqlite3.connect(tmp_path / "b.db")
+    names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
+    assert names == ["m001_initial"]
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_open_refuses_missing_file_without_create(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="no state database"):
+        Store.open(tmp_path / "nope.db", create=False)
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_open_refuses_garbage_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StateError, match="not a usable state database"):
+        Store.open(bad)
+
+
+def test_sync_is_idempotent_and_edits_make_new_versions(store: Store) -> None:
+    first = store.sync_jobs("r", [spec("a"), spec("b")])
+    assert first.new == ("r/a", "r/b")
+    again = store.sync_jobs("r", [spec("a"), spec("b")])
+    assert again.new == () and again.unchanged == ("r/a", "r/b")
+    edited = store.sync_jobs("r", [spec("a", "a wolf"), spec("b")])
+    assert edited.changed == ("r/a",)
+    records = store.records("r")
+    a_versions = sorted((r.version, r.current, r.state) for r in records if r.key == "r/a")
+    # the unsent old version is cancelled but kept in history
+    assert a_versions == [(1, False, JobState.CANCELLED), (2, True, JobState.PENDING)]
+
+
+def test_claim_and_transitions_are_compare_and_set(store: Store) -> None:
+    store.sync_jobs("r", [spec("a")])
+    [job] = store.claim(["r"], 10)
+    assert job.state is JobState.SUBMITTING and job.attempts == 1
+    assert store.claim(["r"], 10) == []  # nothing pending any more
+    sub = Submitted("req-1", "http://x/s", "http://x/r", "http://x/c")
+    assert store.record_submitted(job.id, sub)
+    assert not store.record_submitted(job.id, sub)  # no longer submitting
+    again = store.job(job.id)
+    assert again.request_id == "req-1" and again.handle == sub
+    with pytest.raises(ValueError, match="not allowed"):
+        store.transition(job.id, JobState.QUEUED, JobState.SUBMITTING)
+    attempts = store.attempts(job.id)
+    assert [(a.number, a.request_id, a.outcome) for a in attempts] == [(1, "req-1", "queued")]
+    states = [(e["from_state"], e["to_state"]) for e in store.events(job.id)]
+    assert states == [(None, "pending"), ("pending", "submitting"), ("submitting", "queued")]
+
+
+def test_two_handles_never_claim_the_same_job(store: Store) -> None:
+    store.sync_jobs("r", [spec(f"j{i}", f"p{i}") for i in range(20)])
+    other = Store.open(store.path)
+    got: list[int] = []
+    for _ in range(10):
+        got += [j.id for j in store.claim(["r"], 1)]
+        got += [j.id for j in other.claim(["r"], 1)]
+    assert len(got) == 20 and len(set(got)) == 20
+
+
+def test_orphaned_submitting_jobs_become_unknown(store: Store) -> None:
+    store.sync_jobs("r", [spec("a")])
+    [job] = store.claim(["r"], 1)
+    orphans = store.reconcile_orphans(["r"])
+    assert [o.id for o in orphans] == [job.id]
+    assert store.job(job.id).state is JobState.UNKNOWN
+    assert store.attempts(job.id)[0].outcome == "unknown"
+
+
+def test_committed_spend_counts_sent_attempts(store: Store) -> None:
+    store.sync_jobs("r", [spec("a"), spec("b", "b")])
+    assert store.committed_spend(["r"]) == 0
+    [job] = store.claim(["r"], 1)
+    assert store.committed_spend(["r"]) == pytest.approx(0.84)
+    store.set_attempt_cost(job.id, 0.5)
+    assert store.committed_spend(["r"]) == pytest.approx(0.5)
+
+
+def test_plan_marks_never_creates_a_database(tmp_path: Path) -> None:
+    path = tmp_path / "none.db"
+    assert plan_marks(path, [spec("a")]) == {"r/a": "new"}
+    assert not path.exists()
+
+
+def test_plan_marks_new_done_changed(store: Store) -> None:
+    store.sync_jobs("r", [spec("a"), spec("b")])
+    marks = plan_marks(store.path, [spec("a"), spec("b", "edited"), spec("c")])
+    assert marks == {"r/a": "pending", "r/b": "changed", "r/c": "new"}
+
+
+def test_unknown_run_error_lists_known_runs(store: Store) -> None:
+    with pytest.raises(StateError, match=r"runs: r"):
+        store.run_info("other")
