@@ -46,7 +46,7 @@ ALLOWED: Mapping[JobState, frozenset[JobState]] = {
     S.RUNNING: frozenset({S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
     S.DOWNLOADING: frozenset({S.DOWNLOADING, S.DONE, S.PENDING, S.FAILED}),
     S.DONE: frozenset(),
-    S.FAILED: frozenset({S.PENDING}),
+    S.FAILED: frozenset({S.PENDING, S.DOWNLOADING}),
     S.UNKNOWN: frozenset({S.PENDING, S.CANCELLED, S.QUEUED}),
     S.CANCELLED: frozenset({S.PENDING}),
 }

@@ -371,7 +371,7 @@ class Store:
         if bad:
             raise ValueError(f"not settable: {sorted(bad)}")
         sets = ", ".join(f"{k}=?" for k in fields)
-        vals = [json.dumps(v) if k == "outputs" else v for k, v in fields.items()]
+        vals = [_column(k, v) for k, v in fields.items()]
         extra = f", {sets}" if sets else ""
         sql = f"UPDATE jobs SET state=?, updated_at=?{extra} WHERE id=? AND state=?"
         cur = c.execute(sql, (to.value, self._clock(), *vals, job_id, frm.value))
@@ -463,6 +463,16 @@ class Store:
             attempt={"request_id": sub.request_id, "outcome": "queued", "submitted_at": now},
         )
 
+    def peek_pending(self, runs: Iterable[str]) -> Job | None:
+        """The pending job `claim` would take next, if any."""
+        names = list(runs)
+        row = self._conn.execute(
+            "SELECT * FROM jobs WHERE state='pending' AND current=1"
+            f" AND run IN ({','.join('?' * len(names))}) ORDER BY id LIMIT 1",
+            names,
+        ).fetchone()
+        return Job.from_row(row) if row else None
+
     def job(self, job_id: int) -> Job:
         row = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
@@ -514,7 +524,7 @@ class Store:
         row = self._conn.execute(
             "SELECT COALESCE(SUM(COALESCE(a.cost, j.cost_estimate)), 0) s FROM attempts a"
             f" JOIN jobs j ON j.id=a.job_id WHERE j.run IN ({marks})"
-            " AND a.outcome NOT IN ('not_sent')",
+            " AND a.outcome NOT IN ('not_sent', 'rejected')",
             names,
         ).fetchone()
         return float(row["s"])
@@ -551,6 +561,23 @@ class Store:
         }
         rows = self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args).fetchall()
         return [self._record(r, out_dirs.get(r["run"], "")) for r in rows]
+
+    def record(self, job_id: int) -> JobRecord:
+        """One job version as reports read it."""
+        r = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if r is None:
+            raise StateError(f"no job with id {job_id}")
+        row = self._conn.execute("SELECT out_dir FROM runs WHERE name=?", (r["run"],)).fetchone()
+        return self._record(r, row["out_dir"] if row else "")
+
+    def set_outputs(self, job_id: int, outputs: Sequence[OutputFile], *, reason: str) -> None:
+        """Replace a job's recorded files (e.g. an old version's file moved aside)."""
+        data = json.dumps([o.__dict__ for o in outputs])
+        with self._tx() as c:
+            c.execute(
+                "UPDATE jobs SET outputs=?, updated_at=? WHERE id=?", (data, self._clock(), job_id)
+            )
+            self._event(c, job_id, None, None, {"reason": reason, "outputs": data})
 
     def _record(self, r: sqlite3.Row, out_dir: str) -> JobRecord:
         outputs = tuple(OutputFile(**o) for o in json.loads(r["outputs"]))
@@ -595,6 +622,12 @@ class Store:
                 attempt={"outcome": "unknown", "finished_at": self._clock()},
             )
         return orphans
+
+
+def _column(name: str, value: Any) -> Any:
+    if name == "outputs":
+        return json.dumps([o.__dict__ if isinstance(o, OutputFile) else o for o in value])
+    return value
 
 
 def plan_marks(state_path: Path, jobs: Sequence[JobSpec]) -> dict[str, str]:

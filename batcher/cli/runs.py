@@ -1,7 +1,346 @@
-"""Commands: placeholder until implemented."""
+"""Commands that drive runs: run, resume, status, cancel, retry."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
 import click
 
-COMMANDS: list[click.Command] = []
+from batcher.cli.common import (
+    EXIT_AUTH,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    err,
+    handle_errors,
+    out_option,
+    state_option,
+)
+from batcher.cli.progress import Progress
+from batcher.jobfile import load_jobfile
+from batcher.locks import RunLock
+from batcher.models import JobState
+from batcher.operations import cancel_runs, retry_jobs, status_data
+from batcher.scheduler import SchedulerConfig, Summary
+from batcher.session import drive, record_runs
+from batcher.settings import ApiSettings
+from batcher.store import Store
+
+UNFINISHED = (
+    JobState.PENDING,
+    JobState.SUBMITTING,
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.DOWNLOADING,
+)
+
+
+def _run_options(fn: Any) -> Any:
+    opts = [
+        click.option(
+            "--concurrency",
+            type=click.IntRange(1, 1000),
+            default=None,
+            help="Remote requests in flight at once (default 8).",
+        ),
+        click.option(
+            "--max-cost",
+            type=click.FloatRange(0),
+            default=None,
+            help="USD budget: stop new submissions once committed spend would pass it.",
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(1, 100),
+            default=None,
+            help="Remote attempts per job before it fails for good (default 3).",
+        ),
+        click.option(
+            "--on-unknown",
+            type=click.Choice(["hold", "resubmit"]),
+            default=None,
+            help="What to do with a submit whose outcome is unknown (default hold).",
+        ),
+        click.option(
+            "--deadline",
+            type=click.FloatRange(1),
+            default=None,
+            help="Seconds a request may take from submit before it is given up.",
+        ),
+        click.option(
+            "--poll-min",
+            type=click.FloatRange(0.01),
+            default=None,
+            help="Shortest poll interval in seconds (default 1).",
+        ),
+        click.option(
+            "--submit-interval",
+            type=click.FloatRange(0),
+            default=None,
+            help="Minimum seconds between two submissions (default 0).",
+        ),
+        click.option(
+            "--emulator",
+            is_flag=True,
+            help="Use the built-in emulator in-process (no token, no network).",
+        ),
+        click.option("--emulator-speed", type=click.FloatRange(0), default=None, hidden=True),
+        click.option("--no-progress", is_flag=True, help="Plain line-by-line output."),
+        click.option("-v", "--verbose", is_flag=True, help="Show every event."),
+        state_option,
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def _config(stored: dict[str, Any], flags: dict[str, Any]) -> SchedulerConfig:
+    """Flags beat the job file's options, which beat the defaults."""
+
+    def pick(name: str, default: Any) -> Any:
+        v = flags.get(name)
+        return v if v is not None else stored.get(name, default)
+
+    conc = int(pick("concurrency", 8))
+    return SchedulerConfig(
+        concurrency=conc,
+        max_cost=pick("max_cost", None),
+        max_attempts=int(pick("max_attempts", 3)),
+        on_unknown=str(pick("on_unknown", "hold")),
+        deadline=pick("deadline", pick("deadline_s", None)),
+        poll_min=float(pick("poll_min", 1.0)),
+        poll_fast=float(pick("poll_min", 1.0)),
+        submit_interval=float(pick("submit_interval", 0.0)),
+    )
+
+
+def _flags(kw: dict[str, Any]) -> dict[str, Any]:
+    names = (
+        "concurrency",
+        "max_cost",
+        "max_attempts",
+        "on_unknown",
+        "deadline",
+        "poll_min",
+        "submit_interval",
+    )
+    return {n: kw[n] for n in names if kw.get(n) is not None}
+
+
+def _drive(store: Store, runs: Sequence[str], api: ApiSettings, kw: dict[str, Any]) -> int:
+    """Lock the runs, drive them, print the summary; returns the exit code."""
+    locks = [RunLock(store.path, r) for r in runs]
+    taken: list[RunLock] = []
+    try:
+        for lock in locks:
+            lock.acquire()
+            taken.append(lock)
+        infos = {r: store.run_info(r) for r in runs}
+        cfg = _config(dict(infos[runs[0]].options), _flags(kw))
+        out_dirs = {r: Path(i.out_dir) for r, i in infos.items()}
+        live = sys.stderr.isatty() and not kw.get("no_progress")
+        progress = Progress(
+            lambda: store.counts(runs),
+            lambda: store.committed_spend(runs),
+            live=live,
+            verbose=bool(kw.get("verbose")),
+        )
+        with progress:
+            summary = anyio.run(
+                lambda: drive(
+                    store,
+                    api,
+                    runs=runs,
+                    out_dirs=out_dirs,
+                    config=cfg,
+                    on_event=progress.event,
+                    on_tick=progress.tick,
+                    emulator_speed=kw.get("emulator_speed"),
+                )
+            )
+        return _finish(store, runs, summary, out_dirs)
+    finally:
+        for lock in taken:
+            lock.release()
+
+
+def _finish(store: Store, runs: Sequence[str], s: Summary, out_dirs: dict[str, Path]) -> int:
+    counts = store.counts(runs)
+    total = sum(counts.values())
+    line = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    click.echo(f"\n{total} jobs: {line}; spend ${store.committed_spend(runs):.2f} committed")
+    for run, folder in out_dirs.items():
+        click.echo(f"outputs of {run}: {folder}")
+    attention = store.jobs(runs, [JobState.FAILED, JobState.UNKNOWN])
+    for job in attention[:20]:
+        rec = store.record(job.id)
+        click.echo(f"  {rec.state.value:<8} {rec.key}: {rec.error or ''}")
+    if len(attention) > 20:
+        click.echo(f"  ... and {len(attention) - 20} more (batcher status)")
+    if any(j.state is JobState.UNKNOWN for j in attention):
+        click.echo(
+            "unknown outcome: check your RunComfy dashboard before resubmitting; "
+            "`batcher retry --unknown` resubmits them on purpose"
+        )
+    if s.fatal is not None:
+        err(f"batcher: error: the API refused the token: {s.fatal}")
+        return EXIT_AUTH
+    if s.stop_reason == "interrupted":
+        err("interrupted: state is saved; `batcher resume` continues")
+        return EXIT_INTERRUPTED
+    if s.stop_reason == "budget":
+        click.echo(
+            "stopped submitting: the budget (--max-cost) is reached; "
+            "raise it and `batcher resume` to continue"
+        )
+    if s.stop_reason == "balance":
+        click.echo("stopped submitting: insufficient balance; top up, then `batcher resume`")
+    left = sum(counts.get(x.value, 0) for x in UNFINISHED)
+    return EXIT_OK if not attention and not left else EXIT_FAILED
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_run_options
+@out_option
+@click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
+@click.option("--report", "make_report", is_flag=True, help="Write the HTML report at the end.")
+@handle_errors
+def run(
+    files: tuple[Path, ...],
+    state_path: Path,
+    out_dir: Path | None,
+    base_url: str | None,
+    make_report: bool,
+    **kw: Any,
+) -> None:
+    """Submit, poll and download every job of FILE... until done or failed."""
+    api = ApiSettings.resolve(os.environ, emulator=kw["emulator"], base_url=base_url)
+    loaded = [load_jobfile(f) for f in files]
+    for jf in loaded:
+        for w in jf.warnings:
+            err(str(w))
+    with Store.open(state_path) as store:
+        stored = {"api": "emulator" if api.emulator else "remote"} | _flags(kw)
+        record_runs(store, loaded, out=out_dir, options=stored)
+        runs = [jf.run for jf in loaded]
+        code = _drive(store, runs, api, kw)
+        if make_report and code in (EXIT_OK, EXIT_FAILED):
+            _report(store, runs)
+    sys.exit(code)
+
+
+def _report(store: Store, runs: Sequence[str]) -> None:
+    try:
+        from batcher.cli.report import write_html_report
+    except ImportError:  # reports not built yet
+        return
+    for run_name in runs:
+        path = write_html_report(store, run_name, None)
+        click.echo(f"report: {path}")
+
+
+@click.command()
+@_run_options
+@click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
+@handle_errors
+def resume(state_path: Path, base_url: str | None, **kw: Any) -> None:
+    """Continue every unfinished job in the state database (no job file needed)."""
+    with Store.open(state_path, create=False) as store:
+        pending = store.jobs(None, UNFINISHED)
+        runs = sorted({j.run for j in pending})
+        if not runs:
+            click.echo("nothing to resume: every job is finished (see `batcher status`)")
+            sys.exit(EXIT_OK)
+        groups: dict[bool, list[str]] = {}
+        for r in runs:
+            emu = store.run_info(r).options.get("api") == "emulator" or kw["emulator"]
+            groups.setdefault(bool(emu), []).append(r)
+        code = EXIT_OK
+        for emu, names in groups.items():
+            api = ApiSettings.resolve(os.environ, emulator=emu, base_url=base_url)
+            click.echo(f"resuming {', '.join(names)}")
+            code = max(code, _drive(store, names, api, kw))
+    sys.exit(code)
+
+
+@click.command()
+@click.argument("run_name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@state_option
+@handle_errors
+def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
+    """Counts by state and the jobs that need attention."""
+    with Store.open(state_path, create=False) as store:
+        data = status_data(store, run_name)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for run_data in data["runs"]:
+        counts = ", ".join(f"{k} {v}" for k, v in run_data["counts"].items())
+        click.echo(
+            f"{run_data['run']}: {run_data['total']} jobs ({counts}); "
+            f"spend ${run_data['spend_usd']:.2f}; outputs {run_data['out_dir']}"
+        )
+        for job in run_data["attention"]:
+            rid = f" [{job['request_id']}]" if job["request_id"] else ""
+            click.echo(f"  {job['state']:<8} {job['key']}{rid}: {job['error'] or ''}")
+    if not data["runs"]:
+        click.echo("no runs yet")
+
+
+@click.command()
+@click.argument("run_name", required=False)
+@click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
+@state_option
+@handle_errors
+def cancel(run_name: str | None, base_url: str | None, state_path: Path) -> None:
+    """Cancel queued remote requests and pending local jobs."""
+    with Store.open(state_path, create=False) as store:
+        lines = anyio.run(lambda: cancel_runs(store, run_name, base_url=base_url))
+    for line in lines:
+        click.echo(line)
+
+
+@click.command()
+@click.argument("run_name", required=False)
+@click.option("--failed", "failed", is_flag=True, help="Failed jobs (the default).")
+@click.option(
+    "--unknown",
+    "unknown",
+    is_flag=True,
+    help="Unknown-outcome jobs: resubmits them, which may pay twice.",
+)
+@click.option("--cancelled", "cancelled", is_flag=True, help="Cancelled jobs.")
+@state_option
+@handle_errors
+def retry(
+    run_name: str | None, failed: bool, unknown: bool, cancelled: bool, state_path: Path
+) -> None:
+    """Put failed (or unknown / cancelled) jobs back to pending; then `batcher resume`."""
+    states = [
+        s
+        for s, on in (
+            (JobState.FAILED, failed or not (unknown or cancelled)),
+            (JobState.UNKNOWN, unknown),
+            (JobState.CANCELLED, cancelled),
+        )
+        if on
+    ]
+    with Store.open(state_path, create=False) as store:
+        moved = retry_jobs(store, run_name, states)
+    click.echo(f"{len(moved)} job(s) back to pending; run `batcher resume` to continue")
+    if unknown and any(m.state is JobState.UNKNOWN for m in moved):
+        click.echo(
+            "note: unknown-outcome jobs may already have been accepted; resubmitting may pay twice"
+        )
+
+
+COMMANDS: list[click.Command] = [run, resume, status, cancel, retry]
+

@@ -1,0 +1,92 @@
+"""Progress on long runs: a live rich panel on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from batcher.scheduler import Event
+
+ORDER = (
+    "pending",
+    "submitting",
+    "queued",
+    "running",
+    "downloading",
+    "done",
+    "failed",
+    "unknown",
+    "cancelled",
+)
+QUIET_KINDS = frozenset({"submitted", "running"})
+
+
+class Progress:
+    """Shows events and periodic counts; `live=False` prints one line per event."""
+
+    def __init__(
+        self,
+        counts: Callable[[], dict[str, int]],
+        spend: Callable[[], float],
+        *,
+        live: bool,
+        verbose: bool = False,
+    ) -> None:
+        self._counts, self._spend = counts, spend
+        self._live_on, self._verbose = live, verbose
+        self._recent: deque[str] = deque(maxlen=5)
+        self._start = time.monotonic()
+        self._done_at_start: int | None = None
+        self._live: Live | None = None
+
+    def __enter__(self) -> Progress:
+        if self._live_on:
+            self._live = Live(
+                self._render(), console=Console(stderr=True), refresh_per_second=4, transient=False
+            )
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+            self._live.__exit__(None, None, None)
+
+    def event(self, e: Event) -> None:
+        line = f"{e.kind:<10} {e.key} {e.message}".rstrip()
+        if e.kind in ("failed", "unknown", "retry", "stop", "warn"):
+            self._recent.append(line)
+        if self._live is None and (self._verbose or e.kind not in QUIET_KINDS):
+            click.echo(line, err=False)
+            sys.stdout.flush()
+
+    def tick(self) -> None:
+        if self._live is not None:
+            self._live.update(self._render())
+
+    def _render(self) -> Table:
+        counts = self._counts()
+        done = counts.get("done", 0)
+        if self._done_at_start is None:
+            self._done_at_start = done
+        total = sum(counts.values())
+        elapsed = max(time.monotonic() - self._start, 1e-6)
+        rate = (done - self._done_at_start) / elapsed * 60
+        left = total - done - counts.get("failed", 0) - counts.get("cancelled", 0)
+        eta = f"{left / rate:.1f} min" if rate > 0 and left else "-"
+        table = Table(title="batcher", show_header=False, box=None)
+        table.add_row("jobs", "  ".join(f"{s} {counts[s]}" for s in ORDER if counts.get(s)))
+        table.add_row(
+            "progress", f"{done}/{total} done, {rate:.1f}/min, ETA {eta}, elapsed {elapsed:.0f} s"
+        )
+        table.add_row("spend", f"${self._spend():.2f} committed")
+        for line in self._recent:
+            table.add_row("", line[:160])
+        return table

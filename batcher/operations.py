@@ -1,0 +1,122 @@
+"""Store-level operations behind `status`, `cancel` and `retry` (no printing).
+
+Invariants: every change goes through `Store.transition` (compare-and-set), so these are
+safe while a runner drives the same run: whichever moves a job first wins, the other
+leaves it alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from batcher import errors
+from batcher.models import JobState
+from batcher.session import open_api
+from batcher.settings import ApiSettings
+from batcher.store import Job, Store
+
+ATTENTION = (JobState.FAILED, JobState.UNKNOWN, JobState.CANCELLED)
+S = JobState
+
+
+def _runs(store: Store, run: str | None) -> list[str]:
+    if run is None:
+        return store.run_names()
+    store.run_info(run)  # raises with the known run names
+    return [run]
+
+
+def status_data(store: Store, run: str | None) -> dict[str, Any]:
+    """Counts by state, spend and the jobs needing attention, per run."""
+    out: list[dict[str, Any]] = []
+    for name in _runs(store, run):
+        counts = store.counts([name])
+        attention = []
+        for job in store.jobs([name], ATTENTION):
+            rec = store.record(job.id)
+            attention.append(
+                {
+                    "key": rec.key,
+                    "state": rec.state.value,
+                    "error": rec.error,
+                    "request_id": rec.request_id,
+                    "attempts": len(rec.attempts),
+                }
+            )
+        out.append(
+            {
+                "run": name,
+                "out_dir": store.run_info(name).out_dir,
+                "total": sum(counts.values()),
+                "counts": dict(sorted(counts.items())),
+                "spend_usd": round(store.committed_spend([name]), 4),
+                "attention": attention,
+            }
+        )
+    return {"state": str(store.path), "runs": out}
+
+
+async def cancel_runs(store: Store, run: str | None, *, base_url: str | None) -> list[str]:
+    """Cancel pending and unknown jobs locally and queued/running ones remotely."""
+    lines: list[str] = []
+    for name in _runs(store, run):
+        for job in store.jobs([name], [S.PENDING, S.UNKNOWN]):
+            if store.transition(job.id, job.state, S.CANCELLED, error="cancelled by user"):
+                lines.append(
+                    f"cancelled  {job.key} (was {job.state.value}, never sent"
+                    f"{' or outcome unknown' if job.state is S.UNKNOWN else ''})"
+                )
+        remote = store.jobs([name], [S.QUEUED, S.RUNNING])
+        if remote:
+            emu = store.run_info(name).options.get("api") == "emulator"
+            api = ApiSettings.resolve(os.environ, emulator=emu, base_url=base_url)
+            lines += await _cancel_remote(store, api, remote)
+    if not lines:
+        lines.append("nothing to cancel")
+    return lines
+
+
+async def _cancel_remote(store: Store, api: ApiSettings, jobs: Sequence[Job]) -> list[str]:
+    lines: list[str] = []
+    async with open_api(api, state_path=Path(store.path)) as (client, _files):
+        for job in jobs:
+            handle = job.handle or client.handle(job.request_id or "")
+            try:
+                outcome = await client.cancel(handle)
+            except errors.AuthError:
+                raise
+            except errors.BatcherError as exc:
+                lines.append(f"not cancelled {job.key}: {exc}")
+                continue
+            if outcome.cancelled:
+                if store.transition(
+                    job.id,
+                    job.state,
+                    S.CANCELLED,
+                    error="cancelled by user",
+                    attempt={"outcome": "cancelled"},
+                ):
+                    lines.append(f"cancelled  {job.key} [{job.request_id}]")
+            else:
+                lines.append(
+                    f"running    {job.key} [{job.request_id}]: {outcome.outcome}; "
+                    "it will finish and be billed; `batcher resume` downloads it"
+                )
+    return lines
+
+
+def retry_jobs(store: Store, run: str | None, states: Sequence[JobState]) -> list[Job]:
+    """Put jobs back: to `downloading` when only the download failed, else `pending`."""
+    moved: list[Job] = []
+    for name in _runs(store, run):
+        for job in store.jobs([name], states):
+            last = store.attempts(job.id)
+            to = S.PENDING
+            if job.state is S.FAILED and last and last[-1].outcome == "download_failed":
+                to = S.DOWNLOADING
+            if store.transition(job.id, job.state, to, error=None, reason="retry"):
+                moved.append(job)
+    return moved

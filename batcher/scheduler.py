@@ -1,0 +1,476 @@
+"""The durable scheduler (anyio): submit within limits, poll, fetch results, download.
+
+Invariants:
+- Every state change goes through the store before anything else happens to the job: a
+  job is `submitting` (committed) before its POST and its request id is committed the
+  moment the answer arrives. If a transition is refused (someone else moved the job, e.g.
+  `batcher cancel`), this scheduler stops touching that job.
+- At most `concurrency` jobs are remote at once (submitting, queued or running).
+- A POST is repeated only when nothing reached the server or the server said 429; any
+  other doubtful outcome makes the job `unknown` (resubmitted only by policy).
+- One shared back-off (`Breaker`) pauses submits and polls when the API rate-limits or
+  fails, so an outage does not turn many jobs into unknown outcomes.
+- Stopping (first Ctrl-C) lets POSTs in flight finish and record their request ids;
+  everything else simply stops: `resume` continues from the store.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from batcher import errors
+from batcher.client import RunComfyClient
+from batcher.download import DEFAULT_MAX_BYTES, download, suffix_for
+from batcher.models import Cancelled, Failed, JobState, OutputFile, Queued, Succeeded
+from batcher.outputs import make_room, write_sidecar
+from batcher.pacing import Breaker, PollPlanner
+from batcher.retry import Action, Backoff, classify
+from batcher.store import Job, Store
+
+S = JobState
+UNSENT = ("not_sent", "rejected")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchedulerConfig:
+    """Limits and pacing of one scheduler run."""
+
+    concurrency: int = 8
+    submit_interval: float = 0.0  # minimum seconds between two POSTs
+    max_attempts: int = 3  # remote attempts per job (failed generations, expiries)
+    on_unknown: str = "hold"  # or "resubmit"
+    max_cost: float | None = None
+    deadline: float | None = None  # seconds from submit
+    poll_min: float = 1.0
+    poll_max: float = 30.0
+    poll_fast: float = 1.0
+    download_concurrency: int = 4
+    download_attempts: int = 5
+    max_download_bytes: int = DEFAULT_MAX_BYTES
+    backoff: Backoff = field(default_factory=Backoff)
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something worth showing the user."""
+
+    kind: str  # submitted, running, downloaded, done, failed, unknown, retry, warn, stop
+    key: str
+    message: str = ""
+
+
+@dataclass
+class Summary:
+    """How a scheduler run ended."""
+
+    stop_reason: str | None = None  # budget, balance, auth, interrupted
+    fatal: errors.BatcherError | None = None
+    submitted: int = 0
+
+
+class Scheduler:
+    """Drives every unfinished job of the given runs to a final state."""
+
+    def __init__(
+        self,
+        store: Store,
+        client: RunComfyClient,
+        files: httpx.AsyncClient,
+        *,
+        runs: Sequence[str],
+        out_dirs: dict[str, Path],
+        config: SchedulerConfig,
+        on_event: Callable[[Event], None] = lambda e: None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store, self.client, self.files = store, client, files
+        self.runs, self.out_dirs, self.cfg = list(runs), out_dirs, config
+        self.emit, self.clock, self.sleep = on_event, clock, sleep
+        self.rng = rng or random.Random()
+        self.breaker = Breaker(clock, sleep, config.backoff, self.rng)
+        self.planner = PollPlanner(
+            minimum=config.poll_min,
+            maximum=config.poll_max,
+            fast=config.poll_fast,
+            concurrency=config.concurrency,
+        )
+        self.summary = Summary()
+        self._remote = 0  # jobs holding a remote slot
+        self._changed = anyio.Event()
+        self._downloads = anyio.CapacityLimiter(config.download_concurrency)
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stopping = False
+        self._last_submit = 0.0
+        self._spend: float | None = None  # committed USD, loaded once, then kept here
+
+    # -- top level -------------------------------------------------------------
+
+    async def run(self) -> Summary:
+        """Reconcile, then submit and follow until nothing is left or a stop is asked."""
+        for job in self.store.reconcile_orphans(self.runs):
+            self.emit(Event("unknown", job.key, "left submitting by a stopped process"))
+        self._apply_unknown_policy()
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for job in self.store.jobs(self.runs, [S.QUEUED, S.RUNNING]):
+                self._remote += 1
+                tg.start_soon(self._follow_then_release, job)
+            for job in self.store.jobs(self.runs, [S.DOWNLOADING]):
+                tg.start_soon(self._fetch_result, job)
+            tg.start_soon(self._submit_loop)
+        return self.summary
+
+    def stop(self, reason: str = "interrupted") -> None:
+        """Stop submitting and following; POSTs in flight still record their answer."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.summary.stop_reason = self.summary.stop_reason or reason
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def _fatal(self, exc: errors.BatcherError) -> None:
+        self.summary.fatal = exc
+        self.stop("auth")
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _apply_unknown_policy(self) -> None:
+        if self.cfg.on_unknown != "resubmit":
+            return
+        for job in self.store.jobs(self.runs, [S.UNKNOWN]):
+            if self.store.transition(job.id, S.UNKNOWN, S.PENDING, reason="on_unknown: resubmit"):
+                self.emit(Event("retry", job.key, "unknown outcome: resubmitting by policy"))
+
+    # -- submitting ------------------------------------------------------------
+
+    async def _submit_loop(self) -> None:
+        while not self._stopping:
+            if self._remote >= self.cfg.concurrency:
+                await self._changed.wait()
+                continue
+            await self.breaker.wait()
+            if not self._within_budget():
+                return
+            jobs = self.store.claim(self.runs, 1)
+            if not jobs:
+                if self._remote == 0:
+                    return
+                await self._changed.wait()
+                continue
+            self._remote += 1
+            assert self._tg is not None
+            self._tg.start_soon(self._lifecycle, jobs[0])
+            await self._pace()
+
+    def _within_budget(self) -> bool:
+        if self.cfg.max_cost is None:
+            return True
+        nxt = self.store.peek_pending(self.runs)
+        if nxt is None:
+            return True
+        if self._spend is None:
+            self._spend = self.store.committed_spend(self.runs)
+        if self._spend + nxt.cost_estimate <= self.cfg.max_cost + 1e-9:
+            self._spend += nxt.cost_estimate
+            return True
+        self.summary.stop_reason = "budget"
+        self.emit(
+            Event(
+                "stop",
+                "",
+                f"budget: ${self._spend:.2f} committed of "
+                f"${self.cfg.max_cost:.2f}; no new submissions",
+            )
+        )
+        return False
+
+    async def _pace(self) -> None:
+        if self.cfg.submit_interval > 0:
+            wait = self._last_submit + self.cfg.submit_interval - self.clock()
+            if wait > 0:
+                await self.sleep(wait)
+        self._last_submit = self.clock()
+
+    async def _lifecycle(self, job: Job) -> None:
+        try:
+            submitted = await self._submit(job)
+            if submitted is not None and not self._stopping:
+                await self._follow(submitted)
+        finally:
+            self._release()
+
+    async def _submit(self, job: Job) -> Job | None:
+        """POST until accepted or a decision is made; None when the job left `submitting`.
+
+        Only the POST and the commit of its answer are shielded from cancellation; a stop
+        while waiting on the back-off puts the job back to pending (nothing was sent).
+        """
+        while True:
+            try:
+                await self.breaker.wait()
+            except anyio.get_cancelled_exc_class():
+                with anyio.CancelScope(shield=True):
+                    self._unclaim(job, "stopped before sending")
+                raise
+            if self._stopping:
+                self._unclaim(job, "stopped before sending")
+                return None
+            with anyio.CancelScope(shield=True):
+                try:
+                    sub = await self.client.submit(job.model, job.payload)
+                except errors.BatcherError as exc:
+                    action = classify(exc, is_submit=True)
+                    if action is Action.RETRY:
+                        self.breaker.failure(getattr(exc, "retry_after", None))
+                        self.emit(Event("retry", job.key, f"submit not accepted, retrying: {exc}"))
+                        continue
+                    self._submit_failed(job, exc, action)
+                    return None
+                self.breaker.success()
+                if not self.store.record_submitted(job.id, sub):
+                    return None
+            self.summary.submitted += 1
+            self.emit(Event("submitted", job.key, sub.request_id))
+            return self.store.job(job.id)
+
+    def _release(self) -> None:
+        self._remote -= 1
+        self._wake()
+
+    def _unclaim(self, job: Job, why: str) -> None:
+        self.store.transition(
+            job.id,
+            S.SUBMITTING,
+            S.PENDING,
+            reason=why,
+            attempt={"outcome": "not_sent", "error": why, "finished_at": self.clock()},
+        )
+
+    def _submit_failed(self, job: Job, exc: errors.BatcherError, action: Action) -> None:
+        now = self.clock()
+        if action is Action.UNKNOWN:
+            self.breaker.failure(getattr(exc, "retry_after", None))
+            self.store.transition(
+                job.id,
+                S.SUBMITTING,
+                S.UNKNOWN,
+                error=f"submit outcome unknown: {exc}",
+                attempt={"outcome": "unknown", "error": str(exc), "finished_at": now},
+            )
+            self.emit(Event("unknown", job.key, str(exc)))
+            if self.cfg.on_unknown == "resubmit":
+                self.store.transition(job.id, S.UNKNOWN, S.PENDING, reason="on_unknown: resubmit")
+            return
+        if action is Action.FAIL_JOB:
+            self.store.transition(
+                job.id,
+                S.SUBMITTING,
+                S.FAILED,
+                error=str(exc),
+                finished_at=now,
+                attempt={"outcome": "rejected", "error": str(exc), "finished_at": now},
+            )
+            self.emit(Event("failed", job.key, str(exc)))
+            return
+        # Not sent (balance, auth, or stopping during a retry): back to pending.
+        self.store.transition(
+            job.id,
+            S.SUBMITTING,
+            S.PENDING,
+            error=str(exc),
+            attempt={"outcome": "not_sent", "error": str(exc), "finished_at": now},
+        )
+        if action is Action.FATAL:
+            self._fatal(exc)
+        elif action is Action.STOP_SUBMITTING:
+            self.summary.stop_reason = "balance"
+            self.emit(Event("stop", job.key, f"insufficient balance: {exc}"))
+            self._stopping = True
+
+    # -- following -------------------------------------------------------------
+
+    async def _follow_then_release(self, job: Job) -> None:
+        try:
+            await self._follow(job)
+        finally:
+            self._release()
+
+    async def _follow(self, job: Job) -> None:
+        """Poll one remote job until it leaves the remote states."""
+        state, position = job.state, None
+        started = job.submitted_at or self.clock()
+        video = float(job.payload.get("duration", 5))
+        while True:
+            elapsed = self.clock() - started
+            if self.cfg.deadline is not None and elapsed > self.cfg.deadline:
+                await self._deadline(job, state)
+                return
+            await self.sleep(
+                self.planner.interval(elapsed=elapsed, video_seconds=video, position=position)
+            )
+            await self.breaker.wait()
+            assert job.handle is not None
+            try:
+                st = await self.client.status(job.handle)
+            except errors.BatcherError as exc:
+                if not await self._poll_error(job, state, exc):
+                    return
+                continue
+            self.breaker.success()
+            if isinstance(st, Queued):
+                position = st.position
+            elif isinstance(st, Succeeded):
+                self.planner.observe(self.clock() - started, video)
+                if self.store.transition(job.id, state, S.DOWNLOADING):
+                    await self._fetch_result(self.store.job(job.id))
+                return
+            elif isinstance(st, Failed):
+                self._remote_failed(job, state, st.error or "generation failed")
+                return
+            elif isinstance(st, Cancelled):
+                self._finish(job, state, S.CANCELLED, "cancelled remotely", "cancelled")
+                return
+            elif state is S.QUEUED:
+                if not self.store.transition(job.id, S.QUEUED, S.RUNNING):
+                    return
+                state, position = S.RUNNING, None
+                self.emit(Event("running", job.key, job.request_id or ""))
+
+    async def _poll_error(self, job: Job, state: JobState, exc: errors.BatcherError) -> bool:
+        """Handle a failed poll; True to keep polling."""
+        action = classify(exc, is_submit=False)
+        if action is Action.RETRY:
+            self.breaker.failure(getattr(exc, "retry_after", None))
+            return True
+        if action is Action.FATAL:
+            self._fatal(exc)
+            return False
+        if action is Action.EXPIRED:
+            self._remote_failed(job, state, f"request expired or unknown to the API: {exc}")
+            return False
+        self._finish(job, state, S.FAILED, str(exc), "failed")
+        return False
+
+    def _remote_failed(self, job: Job, state: JobState, error: str) -> None:
+        """A failed attempt: back to pending while attempts remain, else failed for good."""
+        now = self.clock()
+        attempt = {"outcome": "failed", "error": error, "finished_at": now}
+        sent = sum(1 for a in self.store.attempts(job.id) if a.outcome not in UNSENT)
+        if sent < self.cfg.max_attempts and not self._stopping:
+            if self.store.transition(job.id, state, S.PENDING, error=error, attempt=attempt):
+                self.emit(Event("retry", job.key, f"attempt {sent} failed: {error}"))
+            return
+        if self.store.transition(
+            job.id, state, S.FAILED, error=error, finished_at=now, attempt=attempt
+        ):
+            self.emit(Event("failed", job.key, error))
+
+    def _finish(self, job: Job, state: JobState, to: JobState, error: str, outcome: str) -> None:
+        now = self.clock()
+        if self.store.transition(
+            job.id,
+            state,
+            to,
+            error=error,
+            finished_at=now,
+            attempt={"outcome": outcome, "error": error, "finished_at": now},
+        ):
+            self.emit(Event(to.value, job.key, error))
+
+    async def _deadline(self, job: Job, state: JobState) -> None:
+        assert job.handle is not None
+        note = f"deadline of {self.cfg.deadline:g} s passed"
+        if state is S.QUEUED:
+            try:
+                outcome = await self.client.cancel(job.handle)
+            except errors.BatcherError as exc:
+                note += f"; cancel failed: {exc}"
+            else:
+                if outcome.cancelled:
+                    self._finish(
+                        job, state, S.CANCELLED, note + "; cancelled while queued", "cancelled"
+                    )
+                    return
+                note += f"; cancel answered {outcome.outcome}"
+        self._finish(
+            job, state, S.FAILED, note + " (the request may still finish and be billed)", "failed"
+        )
+
+    # -- results and downloads ---------------------------------------------------
+
+    async def _fetch_result(self, job: Job) -> None:
+        """downloading -> done: fetch fresh output URLs and download every file."""
+        assert job.handle is not None
+        for attempt in range(1, self.cfg.download_attempts + 1):
+            await self.breaker.wait()
+            try:
+                res = await self.client.result(job.handle)
+                if not isinstance(res, Succeeded) or not res.outputs:
+                    raise errors.MalformedAnswer(f"result is not a success with outputs: {res}")
+                async with self._downloads:
+                    files = await self._download_all(job, res.outputs)
+            except errors.AuthError as exc:
+                self._fatal(exc)
+                return
+            except errors.BatcherError as exc:
+                if isinstance(exc, errors.RequestNotFound | errors.InvalidInput):
+                    attempt = self.cfg.download_attempts
+                if attempt >= self.cfg.download_attempts:
+                    self._finish(
+                        job, S.DOWNLOADING, S.FAILED, f"download failed: {exc}", "download_failed"
+                    )
+                    return
+                self.emit(Event("retry", job.key, f"download: {exc}"))
+                await self.sleep(self.cfg.backoff.delay(attempt, rng=self.rng))
+                continue
+            self._done(job, files, res.cost)
+            return
+
+    async def _download_all(self, job: Job, urls: Sequence[str]) -> list[OutputFile]:
+        folder = self.out_dirs[job.run]
+        files: list[OutputFile] = []
+        for i, url in enumerate(urls):
+            rel = f"{job.output_name}{'' if i == 0 else f'-{i + 1}'}{suffix_for(url)}"
+            make_room(self.store, job, folder, rel)
+            got = await download(
+                self.files, url, folder / rel, max_bytes=self.cfg.max_download_bytes
+            )
+            files.append(
+                OutputFile(url=_strip_query(url), path=rel, size=got.size, sha256=got.sha256)
+            )
+        return files
+
+    def _done(self, job: Job, files: list[OutputFile], cost: float | None) -> None:
+        now = self.clock()
+        if cost is not None:
+            self.store.set_attempt_cost(job.id, cost)
+        fields: dict[str, Any] = {"outputs": files, "finished_at": now, "error": None}
+        if cost is not None:
+            fields["cost"] = cost
+        write_sidecar(self.store.record(job.id), self.out_dirs[job.run], files, now)
+        if self.store.transition(
+            job.id,
+            S.DOWNLOADING,
+            S.DONE,
+            attempt={"outcome": "succeeded", "finished_at": now},
+            **fields,
+        ):
+            self.emit(Event("done", job.key, ", ".join(f.path for f in files)))
+
+
+def _strip_query(url: str) -> str:
+    """Signed URLs carry short-lived credentials: keep only the stable part."""
+    return url.split("?", 1)[0]

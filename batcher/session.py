@@ -1,0 +1,153 @@
+"""Application flow of `run` / `resume`: sync job files into the store, open the API
+(real or the in-process emulator), drive the scheduler, handle signals.
+
+Invariants: no printing here (the cli renders `Event`s); the API token lives only in
+`ApiSettings` and the httpx client headers, never in the store, events or files; the run
+options recorded in the store never include it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+
+from batcher.client import RunComfyClient
+from batcher.errors import UsageError
+from batcher.jobfile import JobFile
+from batcher.scheduler import Event, Scheduler, SchedulerConfig, Summary
+from batcher.settings import ApiSettings
+from batcher.store import Store
+
+DEFAULT_OUT = Path("outputs")
+
+
+def emulator_journal(state_path: Path) -> Path:
+    """Where the in-process emulator keeps its requests, so `resume` finds them."""
+    return Path(f"{state_path}.emulator.jsonl")
+
+
+@asynccontextmanager
+async def open_api(
+    api: ApiSettings, *, state_path: Path, emulator_speed: float | None = None
+) -> AsyncIterator[tuple[RunComfyClient, httpx.AsyncClient]]:
+    """An API client and a token-free client for output files."""
+    async with AsyncExitStack() as stack:
+        if api.emulator:
+            from batcher.emulator import EmulatorConfig, create_app
+
+            cfg = EmulatorConfig(persist_path=emulator_journal(state_path))
+            if emulator_speed is not None:
+                cfg = EmulatorConfig(persist_path=cfg.persist_path, speed=emulator_speed)
+            transport = httpx.ASGITransport(app=create_app(cfg))
+            http = httpx.AsyncClient(transport=transport)
+            files = httpx.AsyncClient(transport=transport)
+        else:
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+            http = httpx.AsyncClient(limits=limits, follow_redirects=False)
+            files = httpx.AsyncClient(follow_redirects=True, timeout=api.timeouts.httpx())
+        await stack.enter_async_context(http)
+        await stack.enter_async_context(files)
+        yield (
+            RunComfyClient(http, base_url=api.base_url, token=api.token, timeouts=api.timeouts),
+            files,
+        )
+
+
+def run_folder(jf: JobFile, out: Path | None) -> Path:
+    """The run's output folder: --out, else the file's output_dir, else outputs/; + run."""
+    if out is not None:
+        root = out
+    elif jf.options.output_dir:
+        root = jf.path.parent / jf.options.output_dir
+    else:
+        root = DEFAULT_OUT
+    return (root / jf.run).resolve()
+
+
+def record_runs(
+    store: Store, files: Sequence[JobFile], *, out: Path | None, options: dict[str, Any]
+) -> dict[str, Path]:
+    """Sync every job file into the store; returns run -> output folder."""
+    seen: dict[str, Path] = {}
+    for jf in files:
+        if jf.run in seen:
+            raise UsageError(
+                f"two job files use the run name {jf.run!r}: {seen[jf.run]} and "
+                f"{jf.path}; give one a different `name:`"
+            )
+        seen[jf.run] = jf.path
+    folders: dict[str, Path] = {}
+    for jf in files:
+        folder = run_folder(jf, out)
+        file_opts = {k: v for k, v in asdict(jf.options).items() if v is not None}
+        store.upsert_run(
+            jf.run,
+            model=jf.model,
+            job_file=str(jf.path),
+            out_dir=str(folder),
+            options=file_opts | options,
+        )
+        store.sync_jobs(jf.run, jf.jobs)
+        folders[jf.run] = folder
+    return folders
+
+
+async def drive(
+    store: Store,
+    api: ApiSettings,
+    *,
+    runs: Sequence[str],
+    out_dirs: dict[str, Path],
+    config: SchedulerConfig,
+    on_event: Callable[[Event], None],
+    on_tick: Callable[[], None] | None = None,
+    emulator_speed: float | None = None,
+) -> Summary:
+    """Run the scheduler until done; SIGINT/SIGTERM stop it (a second one exits at once)."""
+    async with open_api(api, state_path=store.path, emulator_speed=emulator_speed) as (
+        client,
+        files,
+    ):
+        sched = Scheduler(
+            store, client, files, runs=runs, out_dirs=out_dirs, config=config, on_event=on_event
+        )
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch_signals, sched, on_event)
+            if on_tick is not None:
+                tg.start_soon(_ticker, on_tick)
+            summary = await sched.run()
+            tg.cancel_scope.cancel()
+        return summary
+
+
+async def _watch_signals(sched: Scheduler, on_event: Callable[[Event], None]) -> None:
+    seen = 0
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            seen += 1
+            if seen > 1:
+                # Second signal: every state change is already committed; leave now.
+                os._exit(130)
+            on_event(
+                Event(
+                    "stop",
+                    "",
+                    "stopping: finishing submits in flight, state is "
+                    "saved; press Ctrl-C again to exit at once",
+                )
+            )
+            sched.stop("interrupted")
+
+
+async def _ticker(tick: Callable[[], None]) -> None:
+    while True:
+        tick()
+        await anyio.sleep(0.5)

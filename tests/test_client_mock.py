@@ -1,0 +1,263 @@
+"""The client against in-process MockTransport: answer shapes, malformed answers,
+error mapping and where the token goes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from batcher import errors
+from batcher.client import RunComfyClient, error_from, parse_status
+from batcher.models import Cancelled, Failed, InProgress, Queued, Submitted, Succeeded
+
+BASE = "https://api.test"
+MODEL = "kling/kling-3.0/pro/text-to-video"
+pytestmark = pytest.mark.anyio
+
+
+def make(
+    handler: Callable[[httpx.Request], httpx.Response],
+) -> tuple[RunComfyClient, list[httpx.Request]]:
+    seen: list[httpx.Request] = []
+
+    def record(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        return handler(req)
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(record))
+    return RunComfyClient(http, base_url=BASE, token="sekrit-token"), seen
+
+
+def answer(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Callable[[httpx.Request], httpx.Response]:
+    def h(_: httpx.Request) -> httpx.Response:
+        if isinstance(body, bytes):
+            return httpx.Response(status, content=body, headers=headers)
+        return httpx.Response(status, json=body, headers=headers)
+
+    return h
+
+
+def urls(rid: str, host: str = BASE) -> dict[str, str]:
+    return {
+        k: f"{host}/v1/requests/{rid}/{k.split('_')[0]}"
+        for k in ("status_url", "result_url", "cancel_url")
+    }
+
+
+async def test_submit_posts_payload_to_the_model_path_with_the_token() -> None:
+    client, seen = make(answer({"request_id": "abc-123", **urls("abc-123")}))
+    sub = await client.submit(MODEL, {"prompt": "a fox"})
+    assert sub == Submitted("abc-123", *urls("abc-123").values())
+    [req] = seen
+    assert req.method == "POST"
+    assert req.url.path == f"/v1/models/{MODEL}"
+    assert json.loads(req.content) == {"prompt": "a fox"}
+    assert req.headers["authorization"] == "Bearer sekrit-token"
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"<html>gateway</html>", "expected a JSON object"),
+        ([1, 2], "expected a JSON object"),
+        ({"status_url": "x"}, "no usable request_id"),
+        ({"request_id": ""}, "no usable request_id"),
+        ({"request_id": "../../etc/passwd"}, "no usable request_id"),
+        ({"request_id": "a" * 129}, "no usable request_id"),
+        ({"request_id": 12345}, "no usable request_id"),
+    ],
+)
+async def test_malformed_submit_answers_are_clear_errors(body: Any, why: str) -> None:
+    client, _ = make(answer(body))
+    with pytest.raises(errors.MalformedAnswer, match=why):
+        await client.submit(MODEL, {"prompt": "x"})
+
+
+async def test_server_given_urls_on_another_host_never_get_the_token() -> None:
+    evil = "https://elsewhere.test"
+    client, seen = make(answer({"request_id": "r1", **urls("r1", evil)}))
+    sub = await client.submit(MODEL, {"prompt": "x"})
+    assert sub.status_url.startswith(BASE)
+    client2, seen2 = make(answer({"request_id": "r1", "status": "in_progress"}))
+    await client2.status(Submitted("r1", f"{evil}/v1/requests/r1/status", "", ""))
+    assert [str(r.url.host) for r in seen2] == ["api.test"]
+
+
+async def test_error_200_with_error_code_is_an_error() -> None:
+    client, _ = make(answer({"error_code": 400004, "error_message": "token expired"}))
+    with pytest.raises(errors.AuthError, match="token expired"):
+        await client.status(client.handle("r1"))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (401, {"error_code": 401001, "error_message": "unauthorized"}, errors.AuthError),
+        (403, {"message": "forbidden"}, errors.AuthError),
+        (400, {"error_code": 400004, "error_message": "bad token"}, errors.AuthError),
+        (402, {"error_message": "pay up"}, errors.InsufficientBalance),
+        (400, {"error_code": 400002, "error_message": "no balance"}, errors.InsufficientBalance),
+        (404, {"error_code": 404001, "error_message": "expired"}, errors.RequestNotFound),
+        (
+            422,
+            {"error_code": 422001, "detail": [{"loc": ["cfg_scale"], "msg": "too big"}]},
+            errors.InvalidInput,
+        ),
+        (400, {"error_code": 400001, "error_message": "bad model"}, errors.InvalidInput),
+        (429, {"error_message": "slow"}, errors.RateLimited),
+        (503, None, errors.ServerError),
+        (
+            500,
+            {"error_code": 500001, "error": {"type": "internal", "message": "oops"}},
+            errors.ServerError,
+        ),
+        (408, {}, errors.ServerError),
+    ],
+)
+def test_error_mapping(
+    status: int, body: dict[str, Any] | None, kind: type[errors.ApiError]
+) -> None:
+    exc = error_from(status, body, None)
+    assert type(exc) is kind
+    assert exc.status_code == status
+
+
+async def test_retry_after_is_read_from_429() -> None:
+    client, _ = make(answer({"error_message": "slow"}, 429, {"Retry-After": "7"}))
+    with pytest.raises(errors.RateLimited) as info:
+        await client.status(client.handle("r1"))
+    assert info.value.retry_after == 7.0
+
+
+async def test_validation_detail_is_kept() -> None:
+    detail = [{"loc": ["body", "cfg_scale"], "msg": "must be <= 1"}]
+    client, _ = make(
+        answer({"error_code": 422001, "error_message": "invalid", "detail": detail}, 422)
+    )
+    with pytest.raises(errors.InvalidInput) as info:
+        await client.submit(MODEL, {"prompt": "x", "cfg_scale": 3})
+    assert info.value.detail == detail
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"status": "in_queue", "queue_position": 3}, Queued(3)),
+        ({"status": "in_queue"}, Queued(None)),
+        ({"status": "in_queue", "queue_position": True}, Queued(None)),
+        ({"status": "in_progress"}, InProgress()),
+        ({"status": "something_new"}, InProgress()),
+        ({"status": "cancelled"}, Cancelled()),
+        ({"status": "canceled"}, Cancelled()),
+        ({"status": "failed", "error": "nsfw"}, Failed("nsfw")),
+        ({"status": "error", "error": {"type": "x", "message": "gpu died"}}, Failed("gpu died")),
+        (
+            {"status": "succeeded", "output": {"video": "https://f.test/a.mp4"}},
+            Succeeded(("https://f.test/a.mp4",)),
+        ),
+        (
+            {
+                "status": "completed",
+                "output": {"videos": ["https://f.test/a.mp4", "https://f.test/b.mp4"]},
+            },
+            Succeeded(("https://f.test/a.mp4", "https://f.test/b.mp4")),
+        ),
+        (
+            {
+                "status": "succeeded",
+                "output": {"video": "https://f.test/a.mp4", "videos": ["https://f.test/a.mp4"]},
+                "cost": 0.84,
+            },
+            Succeeded(("https://f.test/a.mp4",), 0.84),
+        ),
+        (
+            {
+                "status": "succeeded",
+                "output": {"image": "https://f.test/a.png", "images": ["https://f.test/b.png"]},
+            },
+            Succeeded(("https://f.test/a.png", "https://f.test/b.png")),
+        ),
+    ],
+)
+def test_parse_status_variants(body: dict[str, Any], expected: object) -> None:
+    assert parse_status(body) == expected
+
+
+def test_non_http_output_url_is_rejected() -> None:
+    with pytest.raises(errors.MalformedAnswer, match="not http"):
+        parse_status({"status": "succeeded", "output": {"video": "file:///etc/passwd"}})
+
+
+def test_status_missing_is_malformed() -> None:
+    with pytest.raises(errors.MalformedAnswer, match="no status"):
+        parse_status({"request_id": "x"})
+
+
+async def test_cancel_outcomes() -> None:
+    for body, cancelled in [
+        ({"status": "cancelled", "outcome": "cancelled"}, True),
+        ({"outcome": "cancellation_requested"}, True),
+        ({"status": "canceled"}, True),
+        ({"status": "in_progress", "outcome": "not_cancellable"}, False),
+        ({"status": "completed"}, False),
+    ]:
+        client, _ = make(answer(body, 202))
+        out = await client.cancel(client.handle("r1"))
+        assert out.cancelled is cancelled, body
+
+
+async def test_connect_error_on_submit_is_retryable_not_unknown() -> None:
+    def refuse(req: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=req)
+
+    client, _ = make(refuse)
+    with pytest.raises(errors.TransportError) as info:
+        await client.submit(MODEL, {"prompt": "x"})
+    assert not isinstance(info.value, errors.UnknownOutcome)
+    assert info.value.sent is False
+
+
+async def test_read_timeout_on_submit_is_unknown_outcome() -> None:
+    def slow(req: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=req)
+
+    client, _ = make(slow)
+    with pytest.raises(errors.UnknownOutcome):
+        await client.submit(MODEL, {"prompt": "x"})
+
+
+async def test_read_timeout_on_status_is_a_plain_transport_error() -> None:
+    def slow(req: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=req)
+
+    client, _ = make(slow)
+    with pytest.raises(errors.TransportError) as info:
+        await client.status(client.handle("r1"))
+    assert not isinstance(info.value, errors.UnknownOutcome)
+
+
+async def test_result_asks_for_cost_and_model_info_is_read() -> None:
+    def h(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/result"):
+            assert req.url.params["include_cost"] == "true"
+            return httpx.Response(
+                200,
+                json={
+                    "status": "succeeded",
+                    "output": {"video": "https://f.test/v.mp4"},
+                    "cost": 1.5,
+                },
+            )
+        return httpx.Response(200, json={"base_price_usd": 0.168, "price_unit": "second"})
+
+    client, _ = make(h)
+    res = await client.result(client.handle("r1"))
+    assert res == Succeeded(("https://f.test/v.mp4",), 1.5)
+    info = await client.model_info(MODEL)
+    assert info["price_unit"] == "second"
