@@ -1,0 +1,251 @@
+"""The contract endpoints of runcomfy-api.md: submit, status, result, cancel, model info.
+
+Order of checks on every call: count the call and decide its fault (a pre-handler fault
+answers at once, before auth, as a gateway would), then auth (401), then the endpoint's
+own checks (400 unknown model, 404 unknown request, 403 another token's request, 422
+invalid input), then the answer. A submit is accepted only after every check passed, and
+the request exists before any post-acceptance fault (`accept-5xx`, `accept-drop`,
+`no-request-id`, `slow`) is played, which is exactly the client's "unknown outcome" case.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from batcher.emulator.faults import Fault
+from batcher.emulator.http import (
+    HttpRequest,
+    Reply,
+    error_reply,
+    fault_reply,
+    iso,
+    json_reply,
+    slowed,
+)
+from batcher.emulator.queue import Phase, Snapshot
+from batcher.emulator.state import Emulator, Request, canonical_sha256, token_key
+from batcher.errors import SchemaError
+from batcher.schema import ModelSchema, load_schema
+
+
+def _authenticate(emu: Emulator, req: HttpRequest) -> str | Reply:
+    header = req.headers.get("authorization", "")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if not header:
+        return error_reply(emu.config, 401, 401001, "missing Authorization: Bearer <token>")
+    if scheme.lower() != "bearer" or not token:
+        return error_reply(emu.config, 401, 401001, "Authorization must be 'Bearer <token>'")
+    if emu.config.token is not None and token != emu.config.token:
+        return error_reply(emu.config, 401, 400004, "invalid or expired token")
+    return token
+
+
+def _schema(emu: Emulator, model_id: str) -> ModelSchema | Reply:
+    try:
+        return load_schema(model_id)
+    except SchemaError:
+        return error_reply(emu.config, 400, 400001, f"invalid model id {model_id!r}")
+
+
+def _validate(schema: ModelSchema, payload: Any) -> list[dict[str, Any]]:
+    """Validation errors as `detail` items: {loc, msg, type}."""
+    if not isinstance(payload, dict):
+        return [{"loc": ["body"], "msg": "the body must be a JSON object", "type": "type"}]
+    detail = [
+        {"loc": ["body", *e.absolute_path], "msg": e.message, "type": str(e.validator)}
+        for e in sorted(schema.validator.iter_errors(payload), key=lambda e: list(map(str, e.path)))
+    ]
+    shots = payload.get("multi_prompt")
+    if not detail and isinstance(shots, list) and shots:
+        total = sum(int(s["duration"]) for s in shots)
+        duration = payload.get("duration", schema.default("duration") or 5)
+        if total != duration:
+            msg = f"shot durations sum to {total} s but duration is {duration} s"
+            detail.append({"loc": ["body", "multi_prompt"], "msg": msg, "type": "value_error"})
+    return detail
+
+
+def _urls(origin: str, request_id: str) -> dict[str, str]:
+    base = f"{origin}/v1/requests/{request_id}"
+    return {
+        "status_url": f"{base}/status",
+        "result_url": f"{base}/result",
+        "cancel_url": f"{base}/cancel",
+    }
+
+
+def submit(emu: Emulator, req: HttpRequest, model_id: str) -> Reply:
+    """POST /v1/models/{model_id}."""
+    try:
+        payload: Any = json.loads(req.body)
+        identity = canonical_sha256(payload)
+    except (ValueError, UnicodeDecodeError):
+        payload, identity = None, hashlib.sha256(req.body).hexdigest()
+    fault = emu.decide("submit", identity)
+    early = fault_reply(emu.config, fault, emu.now())
+    if early is not None:
+        return early
+    token = _authenticate(emu, req)
+    if isinstance(token, Reply):
+        return token
+    schema = _schema(emu, model_id)
+    if isinstance(schema, Reply):
+        return schema
+    detail = _validate(schema, payload)
+    if detail:
+        return error_reply(emu.config, 422, 422001, "input validation failed", detail=detail)
+    balance = emu.config.balance_usd
+    if balance is not None and emu.spent() + schema.price.estimate(payload) > balance + 1e-9:
+        return error_reply(emu.config, 402, 400002, "insufficient balance")
+    request = emu.create(model_id, payload, token)
+    if fault is not None and fault.kind == "accept-5xx":
+        return error_reply(emu.config, 502, 500001, "bad gateway")
+    if fault is not None and fault.kind == "accept-drop":
+        return Reply(0, drop=True)
+    if fault is not None and fault.kind == "no-request-id":
+        return json_reply(200, {"status": "in_queue"})
+    body = {"request_id": request.request_id, **_urls(req.origin, request.request_id)}
+    return slowed(json_reply(200, body), fault)
+
+
+def model_info(emu: Emulator, req: HttpRequest, model_id: str) -> Reply:
+    """GET /v1/models/{model_id} (undocumented catalog info)."""
+    fault = emu.decide("model", f"model:{model_id}")
+    early = fault_reply(emu.config, fault, emu.now())
+    if early is not None:
+        return early
+    token = _authenticate(emu, req)
+    if isinstance(token, Reply):
+        return token
+    schema = _schema(emu, model_id)
+    if isinstance(schema, Reply):
+        return schema
+    body = {
+        "model_id": model_id,
+        "base_price_usd": schema.price.usd,
+        "price_unit": schema.price.unit,
+        "price_with_sound_usd": schema.price.usd_with_sound,
+        "input_schema": schema.schema,
+    }
+    return slowed(json_reply(200, body), fault)
+
+
+def _status_word(emu: Emulator, request: Request, snap: Snapshot, *, result: bool) -> str:
+    has = emu.config.has
+    if snap.phase is Phase.QUEUED:
+        return "in_queue"
+    if snap.phase is Phase.RUNNING:
+        return "in_progress"
+    if snap.phase is Phase.CANCELLED:
+        return "canceled" if has("canceled") else "cancelled"
+    if request.fail:
+        return "error" if (has("error-status") and not result) else "failed"
+    return "succeeded" if (result or has("succeeded")) else "completed"
+
+
+def _lookup(
+    emu: Emulator, req: HttpRequest, rid: str, endpoint: str
+) -> tuple[Request, Fault | None] | Reply:
+    """Fault, auth, 404 and 403 checks shared by status, result and cancel."""
+    request = emu.requests.get(rid)
+    identity = request.identity if request is not None else f"unknown:{rid}"
+    fault = emu.decide(endpoint, identity, request.request_id if request else None)
+    early = fault_reply(emu.config, fault, emu.now())
+    if early is not None:
+        return early
+    token = _authenticate(emu, req)
+    if isinstance(token, Reply):
+        return token
+    if request is None:
+        return error_reply(emu.config, 404, 404001, "request not found, deleted or expired")
+    if request.token_key != token_key(token):
+        return error_reply(emu.config, 403, 403001, "this request belongs to another account")
+    return request, fault
+
+
+def status(emu: Emulator, req: HttpRequest, rid: str) -> Reply:
+    """GET /v1/requests/{id}/status."""
+    found = _lookup(emu, req, rid, "status")
+    if isinstance(found, Reply):
+        return found
+    request, fault = found
+    snap = emu.snapshot(request)
+    body: dict[str, Any] = {
+        "request_id": rid,
+        "status": _status_word(emu, request, snap, result=False),
+    }
+    if snap.phase is Phase.QUEUED and not emu.config.has("no-queue-position"):
+        body["queue_position"] = snap.position
+    urls = _urls(req.origin, rid)
+    body.update(status_url=urls["status_url"], result_url=urls["result_url"])
+    return slowed(json_reply(200, body), fault)
+
+
+def _finished_at(snap: Snapshot) -> float | None:
+    if snap.phase is Phase.CANCELLED:
+        return snap.cancelled_at
+    if snap.phase is Phase.DONE and snap.timing is not None:
+        return snap.timing.finish
+    return None
+
+
+def _output(emu: Emulator, req: HttpRequest, request: Request) -> dict[str, Any]:
+    base = emu.config.files_base_url or req.origin
+    path = f"/files/{request.request_id}/{request.clip}"
+    url = f"{base.rstrip('/')}{path}?{emu.issue_url_query(request, path)}"
+    return {"videos": [url]} if emu.config.has("videos") else {"video": url}
+
+
+def _error(emu: Emulator) -> str | dict[str, str]:
+    message = "video generation failed (emulated fault)"
+    if emu.config.has("error-object"):
+        return {"type": "generation_error", "message": message}
+    return message
+
+
+def result(emu: Emulator, req: HttpRequest, rid: str) -> Reply:
+    """GET /v1/requests/{id}/result[?include_cost=true]."""
+    found = _lookup(emu, req, rid, "result")
+    if isinstance(found, Reply):
+        return found
+    request, fault = found
+    snap = emu.snapshot(request)
+    body: dict[str, Any] = {
+        "request_id": rid,
+        "status": _status_word(emu, request, snap, result=True),
+        "created_at": iso(request.created_at),
+    }
+    finished = _finished_at(snap)
+    if finished is not None:
+        body["finished_at"] = iso(finished)
+    succeeded = snap.phase is Phase.DONE and not request.fail
+    if succeeded:
+        body["output"] = _output(emu, req, request)
+    elif snap.phase is Phase.DONE:
+        body["error"] = _error(emu)
+    if finished is not None and req.query.get("include_cost", "").lower() in ("true", "1"):
+        body["cost"] = request.cost if succeeded else 0.0
+    return slowed(json_reply(200, body), fault)
+
+
+def cancel(emu: Emulator, req: HttpRequest, rid: str) -> Reply:
+    """POST /v1/requests/{id}/cancel: 202 cancelled while queued, else not_cancellable."""
+    found = _lookup(emu, req, rid, "cancel")
+    if isinstance(found, Reply):
+        return found
+    request, fault = found
+    snap = emu.snapshot(request)
+    if snap.phase in (Phase.QUEUED, Phase.CANCELLED) and emu.cancel(request):
+        word = "canceled" if emu.config.has("canceled") else "cancelled"
+        body = {"request_id": rid, "status": word, "outcome": "cancelled"}
+        if emu.config.has("cancellation-requested"):
+            body.update(status="in_queue", outcome="cancellation_requested")
+            if snap.phase is Phase.CANCELLED:
+                body["status"] = word
+        return slowed(json_reply(202, body), fault)
+    word = _status_word(emu, request, emu.snapshot(request), result=False)
+    body = {"request_id": rid, "status": word, "outcome": "not_cancellable"}
+    return slowed(json_reply(202, body), fault)

@@ -1,0 +1,79 @@
+"""EmulatorConfig: every knob of the emulator in one frozen value.
+
+Invariants: a config is validated when built (a bad value raises ValueError at once, not
+on the first request); the clock and sleep are injected so tests move time without
+sleeping; nothing here reads the environment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anyio
+
+from batcher.emulator.faults import FaultPlan
+
+# Behaviours the contract leaves open; `status_variant` combines any of them ("a,b").
+VARIANTS: dict[str, str] = {
+    "documented": "the documented behaviour (default)",
+    "succeeded": "the status endpoint says `succeeded` instead of `completed`",
+    "canceled": "`canceled` (one l) instead of `cancelled` in status, result and cancel",
+    "error-status": "the status endpoint says `error` instead of `failed`",
+    "error-object": "a failed result's `error` is an object {type, message}, not a string",
+    "videos": "a result's output is `{videos: [URL]}` instead of `{video: URL}`",
+    "cancellation-requested": "cancel answers `outcome: cancellation_requested`",
+    "message-key": "error bodies carry `message` instead of `error_message`",
+    "no-queue-position": "`in_queue` status answers carry no `queue_position`",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmulatorConfig:
+    """How the emulator behaves; see docs/emulator.md for every option."""
+
+    seed: int = 0  # request ids and fault decisions derive from it
+    faults: FaultPlan = field(default_factory=FaultPlan)
+    speed: float = 0.02  # seconds of processing per second of video
+    queue_delay: float = 0.0  # extra seconds each request waits in the queue
+    slots: int = 4  # requests processed at once (FIFO)
+    token: str | None = None  # None: any non-empty bearer token is accepted
+    url_ttl: float = 3600.0  # signed file URLs expire after this many seconds
+    files_base_url: str | None = None  # None: file URLs on the API request's origin
+    status_variant: str = "documented"  # comma-separated names from VARIANTS
+    persist_path: Path | str | None = None  # append-only journal of requests (JSON lines)
+    balance_usd: float | None = None  # None: unlimited; else 402/400002 once spent
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # used by the `slow` fault
+
+    def __post_init__(self) -> None:
+        if self.slots < 1:
+            raise ValueError(f"slots must be at least 1, got {self.slots}")
+        if self.speed < 0 or self.queue_delay < 0:
+            raise ValueError("speed and queue_delay must not be negative")
+        if self.url_ttl < 0:
+            raise ValueError(f"url_ttl must not be negative, got {self.url_ttl}")
+        if self.token is not None and not self.token.strip():
+            raise ValueError("token must not be empty (use None to accept any token)")
+        unknown = self.variants - set(VARIANTS)
+        if unknown:
+            raise ValueError(
+                f"unknown status variant(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join(VARIANTS)})"
+            )
+        if self.files_base_url is not None and not self.files_base_url.startswith(
+            ("http://", "https://")
+        ):
+            raise ValueError(f"files_base_url must be an http(s) URL: {self.files_base_url!r}")
+
+    @property
+    def variants(self) -> frozenset[str]:
+        """The variant names in `status_variant` ("documented" adds nothing)."""
+        names = {v.strip() for v in self.status_variant.split(",") if v.strip()}
+        return frozenset(names)
+
+    def has(self, variant: str) -> bool:
+        """True when `variant` is switched on."""
+        return variant in self.variants
