@@ -1,0 +1,386 @@
+"""The HTML gallery: one self-contained static page for a run (no server, no CDN).
+
+Invariants:
+- `render_html` is a pure function of its arguments; it returns text and reads only its
+  own package data (`page.css`, `page.js`).
+- Everything that came from a job file, the store or the server goes through `esc`
+  (text and attribute values, always double-quoted) or, for the grid data the script
+  reads, through `script_json` (JSON with `<`, `>`, `&`, U+2028 and U+2029 escaped, inside
+  a `<script type="application/json">` block). No markup is ever built from such data in
+  JavaScript either (the script uses textContent and DOM nodes only).
+- The Content-Security-Policy allows exactly the page's own script and style, by hash, so
+  even a missed escape could not run an injected script or inline handler. Media and links
+  may point to files only (`'self'`/`file:`); nothing loads from the network.
+- Video sources are URLs relative to the page's own folder (`report_dir`), each path
+  segment percent-encoded, so the page works when opened from disk and a file name can
+  never turn into another URL scheme. Players start with `preload="none"` and no `src`;
+  the script sets `src` only when a player nears the viewport.
+- Current job versions make the gallery; superseded versions are listed apart at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from batcher.models import JobRecord, JobState
+from batcher.report.grid import Group, group_records, layout, value_label
+from batcher.report.manifest import iso, render_seconds
+
+STATE_ORDER: tuple[JobState, ...] = (
+    JobState.DONE,
+    JobState.FAILED,
+    JobState.UNKNOWN,
+    JobState.CANCELLED,
+    JobState.PENDING,
+    JobState.SUBMITTING,
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.DOWNLOADING,
+)
+_ASPECT_CLASS = {"16:9": "ar-16-9", "9:16": "ar-9-16", "1:1": "ar-1-1"}
+_VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".m4v", ".ogv")
+DOT = " \u00b7 "  # separator between facts on one line
+DASH = "\u2014"  # shown for a missing value
+_UNKNOWN_HINT = (
+    "outcome unknown: the request may have been accepted and billed; check before "
+    "resubmitting (batcher retry --unknown)"
+)
+
+
+def esc(value: object) -> str:
+    """Text made safe for HTML text and double-quoted attribute values."""
+    return html.escape(str(value), quote=True)
+
+
+def script_json(data: Any) -> str:
+    """JSON that can sit inside a `<script>` block without ending it or breaking JS."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    for raw, escaped in (
+        ("&", "\\u0026"),
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(raw, escaped)
+    return text
+
+
+@cache
+def asset(name: str) -> str:
+    """A page asset (`page.css` / `page.js`) from package data."""
+    return resources.files("batcher.report").joinpath(name).read_text("utf-8")
+
+
+def csp_hash(text: str) -> str:
+    """The CSP source expression allowing exactly this inline script or style."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+def content_security_policy() -> str:
+    """The page's policy: own script and style by hash, local media only."""
+    return (
+        f"default-src 'none'; script-src {csp_hash(asset('page.js'))}; "
+        f"style-src {csp_hash(asset('page.css'))}; media-src 'self' file:; "
+        "img-src 'self' file: data:; base-uri 'none'; form-action 'none'"
+    )
+
+
+def media_url(record: JobRecord, path: str, report_dir: str | os.PathLike[str]) -> str:
+    """The URL of an output file relative to the page's folder, percent-encoded."""
+    target = os.path.abspath(os.path.join(record.out_dir, path))
+    try:
+        rel = os.path.relpath(target, os.path.abspath(report_dir))
+    except ValueError:  # another drive (Windows): only an absolute URL can work
+        return Path(target).as_uri()
+    return "/".join(quote(part, safe="") for part in Path(rel).parts)
+
+
+def _video_output(record: JobRecord) -> str | None:
+    paths = [o.path for o in record.outputs]
+    videos = [p for p in paths if p.lower().endswith(_VIDEO_SUFFIXES)]
+    return next(iter(videos or paths), None)
+
+
+def reason(record: JobRecord) -> str:
+    """Why a job has no video to show (empty for a finished job with files)."""
+    last_error = next((a.error for a in reversed(record.attempts) if a.error), None)
+    detail = record.error or last_error
+    if record.state is JobState.UNKNOWN:
+        return f"{_UNKNOWN_HINT}; {detail}" if detail else _UNKNOWN_HINT
+    if record.state in (JobState.FAILED, JobState.CANCELLED):
+        return detail or record.state.value
+    if record.state is JobState.DONE:
+        return "" if record.outputs else "no output file recorded"
+    return f"not finished yet ({record.state.value})"
+
+
+def _media(record: JobRecord, report_dir: str | os.PathLike[str]) -> str:
+    aspect = _ASPECT_CLASS.get(str(record.payload.get("aspect_ratio", "")), "ar-16-9")
+    video = _video_output(record) if record.state is JobState.DONE else None
+    if video is not None:
+        src = esc(media_url(record, video, report_dir))
+        return (
+            f'<div class="media {aspect}"><video controls muted loop playsinline '
+            f'preload="none" data-src="{src}"></video></div>'
+        )
+    kind = "" if record.state.terminal or record.state is JobState.UNKNOWN else " active"
+    state = record.state.value
+    return (
+        f'<div class="media {aspect} placeholder state-{state}{kind}">'
+        f'<p class="reason">{esc(reason(record) or state)}</p></div>'
+    )
+
+
+def _shots(payload: Mapping[str, Any], *, hidden: bool = False) -> str:
+    shots = payload.get("multi_prompt")
+    if not isinstance(shots, list | tuple) or not shots:
+        return ""
+    items = []
+    for shot in shots:
+        shot = shot if isinstance(shot, Mapping) else {"prompt": shot}
+        duration = shot.get("duration")
+        dur = f'<span class="dur">{esc(duration)} s</span>' if duration is not None else ""
+        items.append(f"<li>{dur}{esc(shot.get('prompt', ''))}</li>")
+    return f'<ol class="shots"{" hidden" if hidden else ""}>{"".join(items)}</ol>'
+
+
+def _params(payload: Mapping[str, Any], skip: frozenset[str] = frozenset()) -> str:
+    pairs = [
+        f"{esc(k)}: {esc(value_label(v))}"
+        for k, v in payload.items()
+        if k not in ("prompt", "multi_prompt") and k not in skip
+    ]
+    return f'<p class="params">{DOT.join(pairs)}</p>' if pairs else ""
+
+
+def _facts(record: JobRecord, report_dir: str | os.PathLike[str]) -> str:
+    secs = render_seconds(record)
+    rows: list[tuple[str, str]] = [
+        ("request", esc(record.request_id or DASH)),
+        ("submitted", esc(iso(record.submitted_at) or DASH)),
+        ("finished", esc(iso(record.finished_at) or DASH)),
+        ("render", f"{secs:.1f} s" if secs is not None else DASH),
+        ("cost", f"${record.cost:.3f}"),
+        ("version", f"{record.version}{'' if record.current else ' (superseded)'}"),
+        ("fingerprint", esc(record.fingerprint[:12])),
+    ]
+    for out in record.outputs:
+        href = esc(media_url(record, out.path, report_dir))
+        rows.append(("file", f'<a href="{href}">{esc(out.path)}</a> ({out.size:,} B)'))
+        rows.append(("sha256", f'<span title="{esc(out.sha256)}">{esc(out.sha256[:12])}</span>'))
+    cells = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
+    return f'<dl class="facts">{cells}</dl>'
+
+
+def _attempts(record: JobRecord) -> str:
+    if not record.attempts:
+        return ""
+    head = "<tr><th>#</th><th>request</th><th>outcome</th><th>finished</th><th>error</th></tr>"
+    body = "".join(
+        f"<tr><td>{a.number}</td><td>{esc(a.request_id or '')}</td><td>{esc(a.outcome)}</td>"
+        f"<td>{esc(iso(a.finished_at) or '')}</td><td>{esc(a.error or '')}</td></tr>"
+        for a in record.attempts
+    )
+    return f'<table class="attempts">{head}{body}</table>'
+
+
+def card(
+    index: int,
+    record: JobRecord,
+    report_dir: str | os.PathLike[str],
+    *,
+    sweep_fields: Sequence[str] = (),
+    shared: frozenset[str] = frozenset(),
+) -> str:
+    """One job's card: video (or the reason there is none), prompt, shots and facts.
+
+    Payload fields in `shared` are shown by the group heading instead (the prompt and
+    shots stay in the card, hidden, so the text search still finds them)."""
+    state = record.state.value
+    sweep = DOT.join(
+        f"{esc(f)}={esc(value_label(record.sweep[f]))}" for f in sweep_fields if f in record.sweep
+    )
+    repeat = f"repeat {record.repeat + 1}" if record.repeat else ""
+    tag = DOT.join(part for part in (sweep, repeat) if part)
+    error = (
+        f'<p class="error">{esc(record.error)}</p>'
+        if record.error and record.state is not JobState.DONE
+        else ""
+    )
+    n_attempts = len(record.attempts)
+    return (
+        f'<article class="card state-{state}" id="c{index}" data-state="{state}">'
+        f"{_media(record, report_dir)}"
+        f'<div class="head"><span class="badge state-{state}">{state}</span>'
+        f'<span class="key">{esc(record.key)}</span></div>'
+        + (f'<p class="sweepvals">{tag}</p>' if tag else "")
+        + f'<p class="prompt"{" hidden" if "prompt" in shared else ""}>'
+        f"{esc(record.payload.get('prompt', ''))}</p>"
+        f"{_shots(record.payload, hidden='multi_prompt' in shared)}"
+        f"{_params(record.payload, shared | set(sweep_fields))}{error}"
+        f'<details class="more"><summary>request, timings, files, {n_attempts} attempt(s)'
+        f"</summary>{_facts(record, report_dir)}{_attempts(record)}</details></article>"
+    )
+
+
+def _select(axis: str, fields: Sequence[str], chosen: str | None) -> str:
+    options = ['<option value="">(none)</option>'] + [
+        f'<option value="{esc(f)}"{" selected" if f == chosen else ""}>{esc(f)}</option>'
+        for f in fields
+    ]
+    return f'<select data-axis="{axis}">{"".join(options)}</select>'
+
+
+def _corner(rows: str | None, cols: str | None) -> str:
+    joiner = " \u2193 \u00d7 " if rows and cols else ""
+    return (rows or "") + joiner + (f"{cols} \u2192" if cols else "")
+
+
+def _grid_table(group: Group, card_of: Callable[[JobRecord], str]) -> str:
+    rows, cols = group.default_layout
+    grid = layout(group, rows, cols)
+    head = "".join(f'<th class="col">{esc(c.col or "")}</th>' for c in grid[0])
+    body = "".join(
+        f'<tr><th class="row">{esc(line[0].row or "")}</th>'
+        + "".join(
+            f'<td><div class="cell">{"".join(card_of(r) for r in c.records)}</div></td>'
+            for c in line
+        )
+        + "</tr>"
+        for line in grid
+    )
+    return (
+        f'<table class="grid"><thead><tr><th class="corner">{esc(_corner(rows, cols))}</th>'
+        f"{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def _grid_section(gid: str, group: Group, card_of: Callable[[JobRecord], str]) -> str:
+    rows, cols = group.default_layout
+    fields = [axis.field for axis in group.axes]
+    shape = " \u00d7 ".join(f"{len(a.labels)} {esc(a.field)}" for a in group.axes)
+    repeats = len({r.repeat for r in group.records})
+    extra = f" \u00d7 {repeats} repeats" if repeats > 1 else ""
+    shared = group.shared
+    prompt = f'<p class="prompt">{esc(shared["prompt"])}</p>' if "prompt" in shared else ""
+    return (
+        f'<section class="group sweep" id="{gid}"><h2>{esc(group.name)} '
+        f"<small>{len(group.records)} jobs: {shape}{extra}</small></h2>"
+        f'<div class="shared">{prompt}{_shots(shared)}{_params(shared)}</div>'
+        f'<div class="axes"><label>rows {_select("rows", fields, rows)}</label> '
+        f"<label>columns {_select('cols', fields, cols)}</label></div>"
+        f'<div class="grid-wrap">{_grid_table(group, card_of)}</div></section>'
+    )
+
+
+def _grid_data(gid: str, group: Group, index_of: Mapping[int, int]) -> dict[str, Any]:
+    rows, cols = group.default_layout
+    ordered = sorted(group.records, key=lambda r: r.repeat)
+    return {
+        "id": gid,
+        "axes": [{"field": a.field, "labels": list(a.labels)} for a in group.axes],
+        "rows": rows,
+        "cols": cols,
+        "cards": [
+            {
+                "id": f"c{index_of[id(r)]}",
+                "v": {a.field: group.label(r, a.field) for a in group.axes},
+            }
+            for r in ordered
+        ],
+    }
+
+
+def _header(title: str, current: Sequence[JobRecord], all_states: Iterable[JobState]) -> str:
+    counts = Counter(r.state for r in current)
+    present = set(all_states)
+    done = [r for r in current if r.state is JobState.DONE]
+    seconds = sum(float(r.payload.get("duration", 0) or 0) for r in done)
+    cost = sum(r.cost for r in done)
+    runs = sorted({r.run for r in current})
+    models = sorted({r.model for r in current})
+    bits = [f"<b>{len(current)}</b> jobs"] + [
+        f"{esc(s.value)} <b>{counts[s]}</b>" for s in STATE_ORDER if counts[s]
+    ]
+    bits.append(f"{seconds:g} s of video, ${cost:.2f} for finished jobs")
+    boxes = "".join(
+        f'<label><input type="checkbox" data-state-filter value="{s.value}" checked> '
+        f'<span class="badge state-{s.value}">{s.value}</span> {counts[s]}</label>'
+        for s in STATE_ORDER
+        if s in present
+    )
+    return (
+        f'<header class="top"><h1>{esc(title)}</h1>'
+        f'<p class="summary">run {esc(", ".join(runs) or DASH)}{DOT}'
+        f"model {esc(', '.join(models) or DASH)}{DOT}{DOT.join(bits)}</p>"
+        f'<div class="controls">{boxes}<input type="search" id="search" '
+        f'placeholder="search prompts and keys" aria-label="search prompts and keys">'
+        f'<span id="shown"></span></div></header>'
+    )
+
+
+def render_html(
+    records: Sequence[JobRecord],
+    *,
+    out_dir: str | os.PathLike[str],
+    title: str | None = None,
+) -> str:
+    """The gallery page of `records`; `out_dir` is the folder the page will be saved in
+    (video sources are relative to it)."""
+    index_of = {id(r): i for i, r in enumerate(records)}
+    current = [r for r in records if r.current]
+    superseded = [r for r in records if not r.current]
+    groups, plain = group_records(current)
+    group_of = {id(r): g for g in groups for r in g.records}
+    shared_of = {id(g): frozenset(g.shared) for g in groups}
+
+    def card_of(record: JobRecord) -> str:
+        group = group_of.get(id(record))
+        if group is None:
+            return card(index_of[id(record)], record, out_dir)
+        fields = [a.field for a in group.axes]
+        shared = shared_of[id(group)]
+        return card(index_of[id(record)], record, out_dir, sweep_fields=fields, shared=shared)
+
+    sections = [_grid_section(f"g{n}", g, card_of) for n, g in enumerate(groups)]
+    if plain:
+        heading = "Jobs" if groups else "Gallery"
+        cards = "".join(card_of(r) for r in plain)
+        sections.append(
+            f'<section class="group plain" id="plain"><h2>{heading}</h2>'
+            f'<div class="gallery">{cards}</div></section>'
+        )
+    if superseded:
+        cards = "".join(card_of(r) for r in superseded)
+        sections.append(
+            f'<section class="group history" id="history"><details><summary>'
+            f"Superseded versions ({len(superseded)}): edited since, kept for history"
+            f'</summary><div class="gallery">{cards}</div></details></section>'
+        )
+    if not records:
+        sections.append('<p class="empty">This run has no jobs.</p>')
+    data = {"groups": [_grid_data(f"g{n}", g, index_of) for n, g in enumerate(groups)]}
+    name = title or f"batcher report: {', '.join(sorted({r.run for r in records})) or 'empty'}"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">'
+        '<meta name="referrer" content="no-referrer">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(name)}</title><style>{asset('page.css')}</style></head><body>"
+        f"{_header(name, current, (r.state for r in records))}<main>{''.join(sections)}</main>"
+        f'<script type="application/json" id="batcher-data">{script_json(data)}</script>'
+        f"<script>{asset('page.js')}</script></body></html>\n"
+    )

@@ -1,0 +1,181 @@
+"""Machine-readable manifests of a run: JSONL (one line per job version) and CSV.
+
+Invariants:
+- Pure functions of `JobRecord` lists; they return text and never touch the disk.
+- JSONL: one JSON object per job *version* (superseded versions included, `current`
+  tells them apart), in input order; each line validates against `manifest.schema.json`
+  (package data, see `manifest_schema`). Times are ISO 8601 UTC strings ending in `Z`.
+- CSV: one row per *current* job, columns `CSV_COLUMNS`, RFC 4180 quoting (prompts with
+  commas, quotes and newlines read back exactly with `csv.DictReader`); non-string
+  payload values are written as JSON (`true`, `0.3`), missing ones as empty cells.
+- Output paths are as stored: relative to the run's output folder (`out_dir`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from batcher.models import Attempt, JobRecord, OutputFile
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "key",
+    "name",
+    "version",
+    "repeat",
+    "state",
+    "request_id",
+    "prompt",
+    "duration",
+    "aspect_ratio",
+    "cfg_scale",
+    "sound",
+    "negative_prompt",
+    "shots",
+    "other_params",
+    "output_path",
+    "sha256",
+    "size",
+    "cost",
+    "error",
+    "submitted_at",
+    "finished_at",
+    "render_seconds",
+)
+_PAYLOAD_COLUMNS = ("prompt", "duration", "aspect_ratio", "cfg_scale", "sound", "negative_prompt")
+_NOT_OTHER = frozenset(_PAYLOAD_COLUMNS) | {"multi_prompt"}
+
+
+def iso(ts: float | None) -> str | None:
+    """An epoch timestamp as ISO 8601 UTC with milliseconds (`...Z`), or None."""
+    if ts is None:
+        return None
+    stamp = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def render_seconds(record: JobRecord) -> float | None:
+    """Seconds from submission to finish, when both are known."""
+    if record.submitted_at is None or record.finished_at is None:
+        return None
+    return round(record.finished_at - record.submitted_at, 3)
+
+
+def plain(value: Any) -> Any:
+    """A JSON-ready copy: mappings become dicts, sequences lists (strings untouched)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def _output(out: OutputFile) -> dict[str, Any]:
+    return {"path": out.path, "url": out.url, "size": out.size, "sha256": out.sha256}
+
+
+def _attempt(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "request_id": attempt.request_id,
+        "submitted_at": iso(attempt.submitted_at),
+        "finished_at": iso(attempt.finished_at),
+        "outcome": attempt.outcome,
+        "error": attempt.error,
+    }
+
+
+def manifest_line(record: JobRecord) -> dict[str, Any]:
+    """The manifest object of one job version (what one JSONL line holds)."""
+    return {
+        "key": record.key,
+        "run": record.run,
+        "name": record.name,
+        "version": record.version,
+        "current": record.current,
+        "state": record.state.value,
+        "model": record.model,
+        "request_id": record.request_id,
+        "fingerprint": record.fingerprint,
+        "payload": plain(record.payload),
+        "sweep": plain(record.sweep),
+        "repeat": record.repeat,
+        "output_name": record.output_name,
+        "out_dir": record.out_dir,
+        "outputs": [_output(o) for o in record.outputs],
+        "error": record.error,
+        "attempts": [_attempt(a) for a in record.attempts],
+        "timings": {
+            "created_at": iso(record.created_at),
+            "submitted_at": iso(record.submitted_at),
+            "finished_at": iso(record.finished_at),
+            "render_seconds": render_seconds(record),
+        },
+        "cost": record.cost,
+    }
+
+
+def render_jsonl(records: Iterable[JobRecord]) -> str:
+    """One JSON object per line per job version, keyed by `key` (empty text for no jobs)."""
+    lines = [json.dumps(manifest_line(r), ensure_ascii=False) for r in records]
+    return "".join(line + "\n" for line in lines)
+
+
+@cache
+def manifest_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of one JSONL manifest line."""
+    text = resources.files("batcher.report").joinpath("manifest.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(plain(value), ensure_ascii=False)
+
+
+def csv_row(record: JobRecord) -> dict[str, str]:
+    """The flat CSV row of one job (first output file only; JSONL lists them all)."""
+    payload = record.payload
+    first = record.outputs[0] if record.outputs else None
+    other = {k: v for k, v in payload.items() if k not in _NOT_OTHER}
+    row = {
+        "key": record.key,
+        "name": record.name,
+        "version": _cell(record.version),
+        "repeat": _cell(record.repeat),
+        "state": record.state.value,
+        "request_id": _cell(record.request_id),
+        **{name: _cell(payload.get(name)) for name in _PAYLOAD_COLUMNS},
+        "shots": _cell(payload.get("multi_prompt")),
+        "other_params": _cell(other or None),
+        "output_path": first.path if first else "",
+        "sha256": first.sha256 if first else "",
+        "size": _cell(first.size if first else None),
+        "cost": _cell(record.cost),
+        "error": _cell(record.error),
+        "submitted_at": _cell(iso(record.submitted_at)),
+        "finished_at": _cell(iso(record.finished_at)),
+        "render_seconds": _cell(render_seconds(record)),
+    }
+    return row
+
+
+def render_csv(records: Iterable[JobRecord]) -> str:
+    """A spreadsheet of the current jobs: header `CSV_COLUMNS`, one row per job."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, quoting=csv.QUOTE_MINIMAL)
+    writer.writeheader()
+    for record in records:
+        if record.current:
+            writer.writerow(csv_row(record))
+    return buffer.getvalue()
