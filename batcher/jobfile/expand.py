@@ -1,0 +1,268 @@
+"""Expansion: entries (defaults merged) x rows x sweep x repeat -> drafts -> JobSpecs.
+
+Invariants:
+- Deterministic: the same file gives the same drafts in the same order, whatever order
+  mapping keys were written in (sweeps are expanded by sorted field name).
+- A payload holds exactly what the file says (defaults, the job's fields, the row, the
+  sweep point, vars substituted, integral floats as ints); schema defaults are never
+  injected, with one exception: `shot_type: customize` is added to a payload with a
+  `multi_prompt` when the model has a `shot_type` field and the file leaves it out.
+- Copy 0 of a repeat has no suffix in its key or output name, so raising `repeat`
+  later adds copies without renaming the ones already rendered.
+- Keys are unique (checked); output names are unique case-insensitively (made so).
+- Nested payload values (e.g. a `multi_prompt` list) may be shared between JobSpecs:
+  treat payloads as read-only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batcher.errors import Problem
+from batcher.jobfile import names
+from batcher.jobfile.rows import Row, read_rows
+from batcher.jobfile.spec import Body, Entry, Origin, Value, nested
+from batcher.jobfile.structure import did_you_mean
+from batcher.jobfile.yamlpos import Doc
+from batcher.models import JobSpec
+from batcher.schema import ModelSchema, Price
+
+MAX_JOBS = 100_000
+TEMPLATED = ("prompt", "negative_prompt")  # plus multi_prompt[].prompt
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
+
+
+@dataclass(slots=True)
+class Draft:
+    """One expanded job before its output name, fingerprint and cost are settled."""
+
+    name: str
+    key: str
+    origin: Origin  # the job entry, or its row in a rows file
+    payload: dict[str, Any]
+    origins: dict[str, Origin]  # payload field -> where its value was written
+    sweep: tuple[tuple[str, Any], ...]
+    repeat: int  # 0-based
+    canon: str  # canonical JSON of the payload
+
+
+class Expander:
+    """Expands the entries of one file; collects problems instead of raising."""
+
+    def __init__(self, doc: Doc, schema: ModelSchema, run: str, base_dir: Path) -> None:
+        self.doc = doc
+        self.schema = schema
+        self.run = run
+        self.base_dir = base_dir
+        self.props: Mapping[str, Any] = schema.schema.get("properties", {})
+        self.order = {k: i for i, k in enumerate(self.props)}
+        self.problems: list[Problem] = []
+        self.vars: dict[str, Value] = {}
+        self.used_vars: set[str] = set()
+        self.names: dict[str, Origin] = {}
+        self.total = 0
+
+    def expand(self, body: Body) -> list[Draft]:
+        """Every job of the file, in file order."""
+        self.vars = body.vars
+        drafts: list[Draft] = []
+        for entry in body.entries:
+            for name, name_origin, origin, fields, sweep in self.variants(entry):
+                if not self.claim_name(name, name_origin):
+                    continue
+                count = entry.repeat * _product(len(v) for v in sweep.values())
+                self.total += count
+                if self.total > MAX_JOBS:
+                    what = f"the file expands to more than {MAX_JOBS} jobs; split it"
+                    self.problems.append(entry.origin.problem(what))
+                    return drafts
+                drafts.extend(self.jobs(name, origin, fields, sweep, entry.repeat))
+        for var, (_, origin) in self.vars.items():
+            if var not in self.used_vars:
+                self.problems.append(origin.problem(f"var {var!r} is never used", warning=True))
+        return drafts
+
+    def variants(
+        self, entry: Entry
+    ) -> list[tuple[str, Origin, Origin, dict[str, Value], dict[str, list[Value]]]]:
+        """(name, name origin, job origin, fields, sweep) per row (one when no rows)."""
+        if entry.rows is None:
+            name = entry.name or f"job-{entry.index + 1}"
+            return [(name, entry.name_origin, entry.origin, entry.fields, entry.sweep)]
+        rel, at = entry.rows
+        path = self.base_dir / rel
+        display = str(Path(at.file).parent / rel)
+        rows, problems = read_rows(
+            path, display=display, where=f"{entry.origin.where}.rows", at=at, props=self.props
+        )
+        self.problems.extend(problems)
+        base = entry.name or Path(rel).stem
+        return [self.row_variant(entry, row, base) for row in rows]
+
+    def row_variant(
+        self, entry: Entry, row: Row, base: str
+    ) -> tuple[str, Origin, Origin, dict[str, Value], dict[str, list[Value]]]:
+        name, name_origin = row.name or (f"{base}-{row.number}", row.origin)
+        fields = {**entry.fields, **row.fields}
+        sweep = {k: v for k, v in entry.sweep.items() if k not in row.fields}
+        return name, name_origin, row.origin, fields, sweep
+
+    def claim_name(self, name: str, origin: Origin) -> bool:
+        first = self.names.get(name)
+        if first is None:
+            self.names[name] = origin
+            return True
+        at = f"line {first.line}, col {first.col}"
+        if first.file != origin.file:
+            at = f"{first.file}:{first.line}:{first.col}"
+        self.problems.append(origin.problem(f"duplicate job name {name!r} (first at {at})"))
+        return False
+
+    def jobs(
+        self,
+        name: str,
+        origin: Origin,
+        fields: dict[str, Value],
+        sweep: dict[str, list[Value]],
+        repeat: int,
+    ) -> list[Draft]:
+        base = {k: self.prepare(k, v) for k, v in fields.items()}
+        axes = [[(k, *self.prepare(k, v)) for v in sweep[k]] for k in sorted(sweep)]
+        out: list[Draft] = []
+        for point in itertools.product(*axes):
+            merged = dict(base)
+            for k, value, o in point:
+                merged[k] = (value, o)
+            payload = {k: merged[k][0] for k in sorted(merged, key=self._rank)}
+            origins = {k: merged[k][1] for k in payload}
+            self.add_shot_type(payload, origins)
+            canon = names.canonical_json(payload)
+            swept = tuple((k, value) for k, value, _ in point)
+            for r in range(repeat):
+                key = names.job_key(self.run, name, swept, r)
+                out.append(Draft(name, key, origin, payload, origins, swept, r, canon))
+        return out
+
+    def _rank(self, field: str) -> tuple[int, str]:
+        return (self.order.get(field, len(self.order)), field)
+
+    def add_shot_type(self, payload: dict[str, Any], origins: dict[str, Origin]) -> None:
+        prop = self.props.get("shot_type")
+        if "multi_prompt" not in payload or "shot_type" in payload or not prop:
+            return
+        if "customize" in prop.get("enum", ["customize"]):
+            payload["shot_type"] = "customize"
+            origins["shot_type"] = origins["multi_prompt"]
+
+    # -- values --------------------------------------------------------------------------
+    def prepare(self, field: str, value: Value) -> Value:
+        """Vars substituted into prompt texts, numbers normalized."""
+        v, origin = value
+        if field in TEMPLATED and isinstance(v, str):
+            v = self.substitute(v, origin)
+        elif field == "multi_prompt" and isinstance(v, list):
+            v = [self.shot(i, shot, origin) for i, shot in enumerate(v)]
+        return names.normalize(v), origin
+
+    def shot(self, i: int, shot: Any, origin: Origin) -> Any:
+        if isinstance(shot, dict) and isinstance(shot.get("prompt"), str):
+            at = nested(self.doc, origin, (i, "prompt"))
+            return {**shot, "prompt": self.substitute(shot["prompt"], at)}
+        return shot
+
+    def substitute(self, text: str, origin: Origin) -> str:
+        if "{" not in text and "}" not in text:
+            return text
+
+        def repl(m: re.Match[str]) -> str:
+            token = m.group(0)
+            if token in ("{{", "}}"):
+                return token[0]
+            var = m.group(1)
+            if var in self.vars:
+                self.used_vars.add(var)
+                return str(self.vars[var][0])
+            self.undefined(var, token, origin)
+            return token
+
+        return _PLACEHOLDER.sub(repl, text)
+
+    def undefined(self, var: str, token: str, origin: Origin) -> None:
+        hint = did_you_mean(var, list(self.vars))
+        if not self.vars:
+            hint = " (no `vars:` are defined; write {{ and }} for literal braces)"
+        line, col = self.placeholder_pos(token, origin)
+        what = f"undefined var {var!r}{hint}"
+        self.problems.append(Problem(origin.file, line, col, origin.where, what))
+
+    def placeholder_pos(self, token: str, origin: Origin) -> tuple[int, int]:
+        """Where `{var}` itself was written, when it can be found in the source text."""
+        span = self.doc.spans.get(origin.path) if origin.path is not None else None
+        if span is None:
+            return origin.line, origin.col
+        text = self.doc.text
+        at = text.find(token, span[0], span[1])
+        if at < 0:
+            return origin.line, origin.col
+        line = text.count("\n", 0, at) + 1
+        return line, at - text.rfind("\n", 0, at)
+
+
+def _product(sizes: Any) -> int:
+    n = 1
+    for s in sizes:
+        n *= s
+    return n
+
+
+def check_keys(drafts: list[Draft]) -> list[Problem]:
+    """A second line of defence: two drafts with one key is an error at the second."""
+    seen: dict[str, Draft] = {}
+    problems: list[Problem] = []
+    for d in drafts:
+        first = seen.setdefault(d.key, d)
+        if first is not d:
+            problems.append(
+                d.origin.problem(f"duplicate job key {d.key!r} (first at {first.origin.source})")
+            )
+    return problems
+
+
+def finish(
+    drafts: list[Draft], *, run: str, model: str, price: Price, schema: ModelSchema
+) -> tuple[JobSpec, ...]:
+    """JobSpecs with unique output names, fingerprints and estimated costs."""
+    stems = names.unique_stems(
+        (d.key, names.output_stem(d.name, d.sweep, d.repeat)) for d in drafts
+    )
+    duration = schema.default("duration")
+    default_duration = duration if isinstance(duration, int) else 5
+    sound = schema.default("sound")
+    fingerprints: dict[str, str] = {}
+    specs: list[JobSpec] = []
+    for d in drafts:
+        fp = fingerprints.get(d.canon)
+        if fp is None:
+            fp = fingerprints[d.canon] = names.fingerprint(model, d.canon)
+        billed = {"sound": True if sound is None else sound, **d.payload}
+        specs.append(
+            JobSpec(
+                run=run,
+                key=d.key,
+                name=d.name,
+                model=model,
+                payload=d.payload,
+                fingerprint=fp,
+                output_name=stems[d.key],
+                sweep=dict(d.sweep),
+                repeat=d.repeat,
+                cost=price.estimate(billed, default_duration=default_duration),
+                source=d.origin.source,
+            )
+        )
+    return tuple(specs)

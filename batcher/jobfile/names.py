@@ -1,0 +1,152 @@
+"""Names derived from a job: stable key, output file stem, canonical payload, fingerprint.
+
+Invariants:
+- `slug()` returns a non-empty name of [A-Za-z0-9._-] only, at most `MAX_STEM` characters,
+  never starting with "." or "-", never ending with ".", never containing "..", never a
+  reserved Windows device name (CON, NUL, COM1, ...): it can only name a file directly
+  inside the output folder. Whenever it must drop information (truncation, characters
+  with no ASCII form), a short hash of the original text keeps distinct inputs distinct.
+- `job_key()` is injective: the separators "/", ",", "=", "#" (and "%") are
+  percent-escaped inside names and values, so two different jobs never share a key.
+- `canonical_json()` is the one text the fingerprint is taken of: sorted keys, no
+  spaces, UTF-8 as is, integral floats written as integers (5.0 == 5, 0.50 == 0.5).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+MAX_STEM = 100  # file stem; leaves room for ".mp4", ".json" and temp suffixes
+MAX_KEY_VALUE = 64  # a swept value longer than this is shortened (with a hash) in keys
+MAX_NAME_VALUE = 24  # ... and past this in output names
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_DOTS = re.compile(r"\.{2,}")
+_DASHES = re.compile(r"-{2,}")
+_RESERVED = frozenset(
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
+    | {f"COM{i}" for i in "0123456789"}
+    | {f"LPT{i}" for i in "0123456789"}
+)
+_KEY_ESCAPES = {c: f"%{ord(c):02X}" for c in "%/,=#"}
+
+
+def short_hash(text: str, n: int = 8) -> str:
+    """First `n` hex digits of the text's sha256."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
+
+
+def slug(text: str, *, fallback: str = "job", max_len: int = MAX_STEM) -> str:
+    """A filesystem-safe rendering of `text` (see the module invariants)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    s = _UNSAFE.sub("-", ascii_text)
+    s = _DASHES.sub("-", _DOTS.sub(".", s)).lstrip(".-").rstrip(".-")
+    lossy = ascii_text != text or not s
+    if not s:
+        s = fallback
+    if s.split(".", 1)[0].upper() in _RESERVED:
+        s = "_" + s
+    if len(s) > max_len or (lossy and s == fallback):
+        s = f"{s[: max_len - 9].rstrip('.-')}-{short_hash(text)}"
+    return s
+
+
+def normalize(value: Any) -> Any:
+    """JSON-equal numbers made identical: integral floats become ints (bools untouched)."""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 2**53:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no spaces, non-ASCII kept (call on `normalize`d data)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def fingerprint(model: str, payload_json: str) -> str:
+    """sha256 hex of the model id, a newline and the canonical payload."""
+    return hashlib.sha256(f"{model}\n{payload_json}".encode()).hexdigest()
+
+
+def value_text(value: Any) -> str:
+    """A value as written in keys: strings bare, everything else as canonical JSON."""
+    if isinstance(value, str):
+        return value
+    return canonical_json(value)
+
+
+def _escape(text: str) -> str:
+    out = "".join(_KEY_ESCAPES.get(c, c) for c in text)
+    return "".join(c if c.isprintable() else f"%{ord(c):02X}" for c in out)
+
+
+def _key_value(value: Any) -> str:
+    text = value_text(value)
+    if len(text) > MAX_KEY_VALUE:
+        text = f"{text[:40]}…{short_hash(text)}"
+    return _escape(text)
+
+
+def job_key(run: str, name: str, sweep: Iterable[tuple[str, Any]], repeat: int) -> str:
+    """`run/job[/field=value,...][#n]`; `repeat` is 0-based and copy 0 carries no suffix."""
+    key = f"{_escape(run)}/{_escape(name)}"
+    parts = [f"{_escape(f)}={_key_value(v)}" for f, v in sweep]
+    if parts:
+        key += "/" + ",".join(parts)
+    if repeat:
+        key += f"#{repeat + 1}"
+    return key
+
+
+def _name_value(value: Any) -> str:
+    if isinstance(value, dict | list):
+        return "v" + short_hash(canonical_json(value))
+    text = value_text(value).replace(":", "x")
+    s = slug(text, fallback="v", max_len=10_000)
+    if len(s) > MAX_NAME_VALUE:
+        s = f"{s[:16].rstrip('.-')}-{short_hash(text, 6)}"
+    return s
+
+
+def output_stem(name: str, sweep: Iterable[tuple[str, Any]], repeat: int) -> str:
+    """`fox__aspect_ratio-16x9__cfg_scale-0.3__r2`, slugged and bounded."""
+    parts = [slug(name, max_len=10_000)]
+    parts += [f"{slug(f, fallback='f', max_len=10_000)}-{_name_value(v)}" for f, v in sweep]
+    if repeat:
+        parts.append(f"r{repeat + 1}")
+    stem = "__".join(parts)
+    if len(stem) > MAX_STEM:
+        stem = f"{stem[: MAX_STEM - 9].rstrip('.-')}-{short_hash(stem)}"
+    return stem
+
+
+def unique_stems(stems: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """key -> stem, made unique case-insensitively: later collisions get a key hash."""
+    taken: set[str] = set()
+    out: dict[str, str] = {}
+    for key, stem in stems:
+        candidate = stem
+        tries = 0
+        while candidate.casefold() in taken:
+            salt = key if tries == 0 else f"{key}#{tries}"
+            candidate = f"{stem[: MAX_STEM - 9].rstrip('.-')}-{short_hash(salt)}"
+            tries += 1
+        taken.add(candidate.casefold())
+        out[key] = candidate
+    return out
+
+
+def sweep_items(sweep: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Swept fields in the order used by keys and names: sorted by field name."""
+    return sorted(sweep.items())

@@ -1,0 +1,228 @@
+"""YAML text -> plain data plus the position of every value, by path.
+
+PyYAML composes the text into nodes carrying marks; this module constructs plain data
+(dict / list / str / int / float / bool / None) from those nodes itself, so that it can
+record where each value and each mapping key was written and catch what PyYAML silently
+accepts: duplicate mapping keys, non-string keys, recursive aliases.
+
+Invariants:
+- `Doc.values[path]` is the 1-based (line, col) of the value at `path`; `Doc.keys[path]`
+  is where the key leading to `path` was written. Paths are tuples of str (mapping key)
+  and int (sequence index); `()` is the document root.
+- Mapping keys are always the key's literal text (`on: x` gives the key "on", not True).
+- Timestamps stay the string that was written; binary and unknown tags are problems.
+- Syntax errors are reported with the pure-Python parser's message, so the text is the same
+  whether or not libyaml is installed; libyaml is only used to go fast on valid input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from batcher.errors import JobFileInvalid, Problem
+
+YPath = tuple[str | int, ...]
+Pos = tuple[int, int]
+
+MAX_DEPTH = 64  # job files are shallow; deeper nesting is a mistake (or an attack)
+MAX_NODES = 2_000_000  # guards against alias bombs ("billion laughs")
+
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_T = "tag:yaml.org,2002:"
+_KEEP_TEXT = {_T + "timestamp"}  # dates stay text: a prompt is never a datetime
+_SCALAR_TAGS = {_T + "null", _T + "bool", _T + "int", _T + "float"}
+_COLLECTION_TAGS = {_T + "map", _T + "seq"}
+
+
+def fmt_path(path: YPath) -> str:
+    """`("jobs", 1, "sweep", "cfg_scale")` -> `jobs[1].sweep.cfg_scale`."""
+    out: list[str] = []
+    for part in path:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        else:
+            out.append(f".{part}" if out else part)
+    return "".join(out)
+
+
+@dataclass
+class Doc:
+    """A parsed YAML document: data, positions and the problems met while building it."""
+
+    file: str
+    text: str
+    data: Any = None
+    values: dict[YPath, Pos] = field(default_factory=dict)
+    keys: dict[YPath, Pos] = field(default_factory=dict)
+    spans: dict[YPath, tuple[int, int]] = field(default_factory=dict)  # scalar text offsets
+    problems: list[Problem] = field(default_factory=list)
+
+    def pos(self, path: YPath) -> Pos:
+        """Position of the value at `path`, else of its nearest written ancestor."""
+        while path:
+            found = self.values.get(path)
+            if found is not None:
+                return found
+            path = path[:-1]
+        return self.values.get((), (1, 1))
+
+    def key_pos(self, path: YPath) -> Pos:
+        """Position of the key leading to `path` (the value's position when unknown)."""
+        return self.keys.get(path) or self.pos(path)
+
+    def problem(self, pos: Pos, where: str, what: str, *, warning: bool = False) -> Problem:
+        return Problem(self.file, pos[0], pos[1], where, what, "warning" if warning else "error")
+
+
+def parse(text: str, *, file: str) -> Doc:
+    """Parse one YAML document; raise `JobFileInvalid` on a syntax error."""
+    doc = Doc(file=file, text=text)
+    try:
+        root = _compose(text, _FAST_LOADER)
+    except yaml.YAMLError:
+        _raise_syntax_error(text, file)
+        raise  # pragma: no cover - _raise_syntax_error always raises
+    except RecursionError:
+        raise JobFileInvalid([Problem(file, 1, 1, "", "YAML is nested too deeply")]) from None
+    if root is not None:
+        _Builder(doc, yaml.SafeLoader("")).build(root)
+    return doc
+
+
+def _compose(text: str, loader_cls: Any) -> Node | None:
+    loader = loader_cls(text)
+    try:
+        node: Node | None = loader.get_single_node()
+        return node
+    finally:
+        loader.dispose()
+
+
+def _raise_syntax_error(text: str, file: str) -> None:
+    try:
+        _compose(text, yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            what = f"{exc.problem} ({exc.context})"
+        raise JobFileInvalid([Problem(file, line, col, "", f"YAML syntax error: {what}")]) from None
+    except yaml.YAMLError as exc:
+        raise JobFileInvalid([Problem(file, 1, 1, "", f"YAML error: {exc}")]) from None
+    except RecursionError:
+        raise JobFileInvalid([Problem(file, 1, 1, "", "YAML is nested too deeply")]) from None
+    raise JobFileInvalid([Problem(file, 1, 1, "", "YAML syntax error")])
+
+
+def _short(tag: str) -> str:
+    return "!!" + tag[len(_T) :] if tag.startswith(_T) else tag
+
+
+def _pos(node: Node) -> Pos:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+class _Builder:
+    """Walks composed nodes into plain data, filling the Doc's indexes."""
+
+    def __init__(self, doc: Doc, constructor: yaml.SafeLoader) -> None:
+        self.doc = doc
+        self.ctor = constructor
+        self.count = 0
+        self.active: set[int] = set()  # node ids on the current path (recursive aliases)
+
+    def build(self, root: Node) -> None:
+        self.doc.data = self.node(root, ())
+
+    def node(self, node: Node, path: YPath) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise JobFileInvalid(
+                [self.doc.problem(_pos(node), "", "document too large after expanding aliases")]
+            )
+        self.doc.values[path] = _pos(node)
+        if isinstance(node, ScalarNode):
+            return self.scalar(node, path)
+        if len(path) > MAX_DEPTH:
+            self.error(node, path, f"nested more than {MAX_DEPTH} levels deep")
+            return None
+        if id(node) in self.active:
+            self.error(node, path, "recursive alias (a value that contains itself)")
+            return None
+        if node.tag not in _COLLECTION_TAGS:
+            self.error(node, path, f"unsupported YAML tag {_short(node.tag)}")
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                return [self.node(item, (*path, i)) for i, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                return self.mapping(node, path)
+        finally:
+            self.active.discard(id(node))
+        self.error(node, path, "unsupported YAML node")  # pragma: no cover
+        return None
+
+    def scalar(self, node: ScalarNode, path: YPath) -> Any:
+        self.doc.spans[path] = (node.start_mark.index, node.end_mark.index)
+        tag = node.tag
+        if tag == _T + "str":
+            return node.value
+        if tag in _KEEP_TEXT:
+            return node.value
+        make: Callable[[Any, Node], Any] | None = self.ctor.yaml_constructors.get(tag)
+        if make is None or tag not in _SCALAR_TAGS:
+            self.error(node, path, f"unsupported YAML tag {_short(tag)}")
+            return None
+        try:
+            return make(self.ctor, node)
+        except (yaml.YAMLError, ValueError) as exc:
+            self.error(node, path, f"cannot read value: {exc}")
+            return None
+
+    def mapping(self, node: MappingNode, path: YPath) -> dict[str, Any]:
+        seen: dict[str, Pos] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == _T + "merge":
+                continue
+            key = self.key(key_node, path)
+            if key is None:
+                continue
+            if key in seen:
+                first = seen[key]
+                self.error(
+                    key_node,
+                    (*path, key),
+                    f"duplicate key {key!r} (first written at line {first[0]}, col {first[1]})",
+                )
+            else:
+                seen[key] = _pos(key_node)
+        try:
+            self.ctor.flatten_mapping(node)  # resolves `<<: *anchor` merges in place
+        except yaml.YAMLError as exc:
+            self.error(node, path, f"bad merge key: {getattr(exc, 'problem', exc)}")
+            return {}
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = self.key(key_node, path, report=False)
+            if key is None:
+                continue
+            sub = (*path, key)
+            self.doc.keys[sub] = _pos(key_node)
+            out[key] = self.node(value_node, sub)
+        return out
+
+    def key(self, node: Node, path: YPath, *, report: bool = True) -> str | None:
+        if isinstance(node, ScalarNode) and node.tag not in (_T + "binary",):
+            return str(node.value)
+        if report:
+            self.error(node, path, "mapping keys must be plain text")
+        return None
+
+    def error(self, node: Node, path: YPath, what: str) -> None:
+        self.doc.problems.append(self.doc.problem(_pos(node), fmt_path(path), what))
