@@ -1,7 +1,107 @@
-"""Commands: placeholder until implemented."""
+"""Commands that read job files without running them: `validate` and `plan`.
+
+Invariants: neither command submits anything or creates a state database; invalid input
+exits 2 with every problem on stderr, one per line, never a traceback.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from batcher import errors
+from batcher.cli.common import EXIT_USAGE, err, handle_errors, state_option
+from batcher.jobfile import load_jobfile
+from batcher.jobfile.plan import (
+    COLUMNS,
+    PlanRow,
+    cells,
+    plain_table,
+    plan_document,
+    plan_rows,
+    summary,
+    totals,
+)
+from batcher.models import JobSpec
+
+
+@click.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@handle_errors
+def validate(files: tuple[Path, ...]) -> None:
+    """Check job files; exit 0 when every one is valid, 2 when not."""
+    bad = 0
+    for path in files:
+        try:
+            jf = load_jobfile(path)
+        except errors.JobFileInvalid as exc:
+            for p in exc.problems:
+                err(str(p))
+            n = sum(1 for p in exc.problems if p.severity == "error")
+            err(f"{path}: {n} error(s)")
+            bad += 1
+            continue
+        except errors.BatcherError as exc:
+            err(f"batcher: error: {exc}")
+            bad += 1
+            continue
+        for w in jf.warnings:
+            err(str(w))
+        note = f", {len(jf.warnings)} warning(s)" if jf.warnings else ""
+        click.echo(f"{path}: ok, {len(jf.jobs)} jobs{note}")
+    if bad:
+        sys.exit(EXIT_USAGE)
+
+
+@click.command("plan")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON document for scripts.")
+@state_option
+@handle_errors
+def plan(file: Path, as_json: bool, state_path: Path) -> None:
+    """Show the expanded jobs, which are new / done / changed, seconds and estimated cost."""
+    jf = load_jobfile(file)
+    for w in jf.warnings:
+        err(str(w))
+    rows = plan_rows(jf, _marks(state_path, jf.jobs))
+    if as_json:
+        click.echo(json.dumps(plan_document(jf, rows), ensure_ascii=False, indent=1))
+        return
+    lines = summary(totals(rows))
+    if sys.stdout.isatty():
+        _rich_table(rows, f"{jf.run}  ({jf.model})", lines)
+        return
+    click.echo(f"run {jf.run}  model {jf.model}")
+    click.echo("\n".join(plain_table(rows)))
+    click.echo("\n".join(lines))
+
+
+def _marks(state_path: Path, jobs: Sequence[JobSpec]) -> dict[str, str]:
+    try:
+        from batcher.store import plan_marks
+    except ImportError:  # the state store is optional for planning
+        return {}
+    return plan_marks(state_path, jobs)
+
+
+def _rich_table(rows: list[PlanRow], title: str, lines: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title))
+    for i, name in enumerate(COLUMNS):
+        table.add_column(name, justify="right" if i in (2, 4) else "left")
+    for r in rows:
+        table.add_row(*(Text(c) for c in cells(r)))  # Text: never parse names as markup
+    console = Console()
+    console.print(table)
+    for line in lines:
+        console.print(line, highlight=False)
+
+
+COMMANDS: list[click.Command] = [validate, plan]
