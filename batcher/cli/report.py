@@ -1,7 +1,127 @@
-"""Commands: placeholder until implemented."""
+"""`batcher report`: the HTML gallery, JSONL/CSV manifests or a reproducing job file.
+
+Invariants: the report package renders text; this module alone reads the store for it and
+writes files (atomically: a temporary file in the target folder, then a rename, so a
+half-written report never carries the final name). Unknown runs and missing state files
+are StateErrors (exit 2) that name what exists.
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
+
 import click
 
-COMMANDS: list[click.Command] = []
+from batcher.cli.common import handle_errors, state_option
+from batcher.errors import StateError
+from batcher.models import JobRecord
+from batcher.report import render_csv, render_html, render_jsonl, render_yaml
+from batcher.store import Store
+
+FORMATS = ("html", "csv", "jsonl", "yaml")
+SUFFIX = {"html": ".html", "csv": ".csv", "jsonl": ".jsonl", "yaml": ".yaml"}
+
+
+def pick_run(store: Store, run: str | None) -> str:
+    """The named run, or the newest one; StateError naming the known runs otherwise."""
+    runs = store.run_names()
+    if not runs:
+        raise StateError(f"{store.path}: no runs yet (run `batcher run FILE` first)")
+    if run is None:
+        return runs[-1]
+    if run not in runs:
+        raise StateError(f"no run named {run!r} in {store.path} (runs: {', '.join(runs)})")
+    return run
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def report_path(output: Path | None, run_out_dir: str, fmt: str) -> Path:
+    """Where a report goes: -o PATH (a folder gets `report.<ext>`), else the run folder."""
+    if output is None:
+        return Path(run_out_dir) / f"report{SUFFIX[fmt]}"
+    if output.is_dir():
+        return output / f"report{SUFFIX[fmt]}"
+    return output
+
+
+def render(
+    records: list[JobRecord], fmt: str, *, page_dir: Path, title: str, partial: bool = False
+) -> str:
+    """The report text of `records` in `fmt` (html sources relative to `page_dir`)."""
+    if fmt == "html":
+        return render_html(records, out_dir=page_dir, title=title)
+    if fmt == "csv":
+        return render_csv(records)
+    if fmt == "jsonl":
+        return render_jsonl(records)
+    return render_yaml(records, partial=partial)
+
+
+def write_html_report(store: Store, run: str, output: Path | None) -> Path:
+    """Write the HTML report of `run` (default `<run out_dir>/report.html`); its path."""
+    run = pick_run(store, run)
+    path = report_path(output, store.run_info(run).out_dir, "html")
+    text = render(store.records(run), "html", page_dir=path.parent, title=f"batcher: {run}")
+    write_text(path, text)
+    return path
+
+
+@click.command()
+@click.argument("run", required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="html",
+    show_default=True,
+    help="html gallery, csv/jsonl manifest, or a yaml job file that reproduces the run.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write ('-' for stdout). Default: html -> <run output folder>/report.html, "
+    "others -> stdout.",
+)
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="yaml: leave out jobs no job entry can re-create (listed in the file's header) "
+    "instead of failing.",
+)
+@state_option
+@handle_errors
+def report(run: str | None, fmt: str, output: Path | None, partial: bool, state_path: Path) -> None:
+    """Write a report of RUN (default: the newest run)."""
+    with Store.open(state_path, create=False) as store:
+        name = pick_run(store, run)
+        records = store.records(name)
+        run_out = store.run_info(name).out_dir
+    title = f"batcher: {name}"
+    to_stdout = str(output) == "-" or (output is None and fmt != "html")
+    if to_stdout:
+        text = render(records, fmt, page_dir=Path.cwd(), title=title, partial=partial)
+        click.echo(text, nl=False)
+        return
+    path = report_path(output, run_out, fmt)
+    page_dir = path.parent.resolve()
+    write_text(path, render(records, fmt, page_dir=page_dir, title=title, partial=partial))
+    click.echo(f"{fmt} report of run {name!r} ({len(records)} job versions): {path}")
+
+
+COMMANDS: list[click.Command] = [report]

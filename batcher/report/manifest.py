@@ -2,7 +2,7 @@
 
 Invariants:
 - Pure functions of `JobRecord` lists; they return text and never touch the disk.
-- JSONL: one JSON object per job *version* (superseded versions included, `current`
+- JSONL: one JSON object (one physical line) per job *version* (superseded versions included, `current`
   tells them apart), in input order; each line validates against `manifest.schema.json`
   (package data, see `manifest_schema`). Times are ISO 8601 UTC strings ending in `Z`.
 - CSV: one row per *current* job, columns `CSV_COLUMNS`, RFC 4180 quoting (prompts with
@@ -121,9 +121,18 @@ def manifest_line(record: JobRecord) -> dict[str, Any]:
     }
 
 
+# Line breaks to Python's str.splitlines() (and to JavaScript) that JSON leaves raw.
+_RAW_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 def render_jsonl(records: Iterable[JobRecord]) -> str:
-    """One JSON object per line per job version, keyed by `key` (empty text for no jobs)."""
-    lines = [json.dumps(manifest_line(r), ensure_ascii=False) for r in records]
+    """One JSON object per line per job version, keyed by `key` (empty text for no jobs).
+
+    Text stays readable UTF-8, but every character any common reader takes for a line
+    break is escaped, so one line is always one job."""
+    lines = [
+        json.dumps(manifest_line(r), ensure_ascii=False).translate(_RAW_BREAKS) for r in records
+    ]
     return "".join(line + "\n" for line in lines)
 
 
