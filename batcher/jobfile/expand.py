@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from batcher.errors import Problem
 from batcher.jobfile import names
@@ -47,8 +47,19 @@ class Draft:
     payload: dict[str, Any]
     origins: dict[str, Origin]  # payload field -> where its value was written
     sweep: tuple[tuple[str, Any], ...]
+    name_parts: tuple[str, ...]  # output-name pieces of the sweep point
     repeat: int  # 0-based
     canon: str  # canonical JSON of the payload
+
+
+class _Point(NamedTuple):
+    """One value of one swept field, with its key and output-name pieces."""
+
+    field: str
+    value: Any
+    origin: Origin
+    key_part: str
+    name_part: str
 
 
 class Expander:
@@ -132,21 +143,27 @@ class Expander:
         repeat: int,
     ) -> list[Draft]:
         base = {k: self.prepare(k, v) for k, v in fields.items()}
-        axes = [[(k, *self.prepare(k, v)) for v in sweep[k]] for k in sorted(sweep)]
+        axes = [[self.axis_value(k, v) for v in sweep[k]] for k in sorted(sweep)]
         out: list[Draft] = []
         for point in itertools.product(*axes):
             merged = dict(base)
-            for k, value, o in point:
-                merged[k] = (value, o)
+            for p in point:
+                merged[p.field] = (p.value, p.origin)
             payload = {k: merged[k][0] for k in sorted(merged, key=self._rank)}
             origins = {k: merged[k][1] for k in payload}
             self.add_shot_type(payload, origins)
             canon = names.canonical_json(payload)
-            swept = tuple((k, value) for k, value, _ in point)
+            swept = tuple((p.field, p.value) for p in point)
+            key_parts = [p.key_part for p in point]
+            name_parts = tuple(p.name_part for p in point)
             for r in range(repeat):
-                key = names.job_key(self.run, name, swept, r)
-                out.append(Draft(name, key, origin, payload, origins, swept, r, canon))
+                key = names.job_key(self.run, name, key_parts, r)
+                out.append(Draft(name, key, origin, payload, origins, swept, name_parts, r, canon))
         return out
+
+    def axis_value(self, field: str, value: Value) -> _Point:
+        v, origin = self.prepare(field, value)
+        return _Point(field, v, origin, names.key_part(field, v), names.name_part(field, v))
 
     def _rank(self, field: str) -> tuple[int, str]:
         return (self.order.get(field, len(self.order)), field)
@@ -238,7 +255,7 @@ def finish(
 ) -> tuple[JobSpec, ...]:
     """JobSpecs with unique output names, fingerprints and estimated costs."""
     stems = names.unique_stems(
-        (d.key, names.output_stem(d.name, d.sweep, d.repeat)) for d in drafts
+        (d.key, names.output_stem(d.name, d.name_parts, d.repeat)) for d in drafts
     )
     duration = schema.default("duration")
     default_duration = duration if isinstance(duration, int) else 5

@@ -18,7 +18,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 MAX_STEM = 100  # file stem; leaves room for ".mp4", ".json" and temp suffixes
@@ -86,22 +86,39 @@ def value_text(value: Any) -> str:
     return canonical_json(value)
 
 
+_KEY_TABLE = str.maketrans(_KEY_ESCAPES)
+
+
 def _escape(text: str) -> str:
-    out = "".join(_KEY_ESCAPES.get(c, c) for c in text)
+    out = text.translate(_KEY_TABLE)
+    if out.isprintable():
+        return out
     return "".join(c if c.isprintable() else f"%{ord(c):02X}" for c in out)
 
 
-def _key_value(value: Any) -> str:
+def key_part(field: str, value: Any) -> str:
+    """`field=value` as it appears in a key (long values shortened with a hash)."""
     text = value_text(value)
     if len(text) > MAX_KEY_VALUE:
         text = f"{text[:40]}…{short_hash(text)}"
-    return _escape(text)
+    return f"{_escape(field)}={_escape(text)}"
 
 
-def job_key(run: str, name: str, sweep: Iterable[tuple[str, Any]], repeat: int) -> str:
-    """`run/job[/field=value,...][#n]`; `repeat` is 0-based and copy 0 carries no suffix."""
+def name_part(field: str, value: Any) -> str:
+    """`field-value` as it appears in an output name (slugged, bounded)."""
+    if isinstance(value, dict | list):
+        v = "v" + short_hash(canonical_json(value))
+    else:
+        text = value_text(value).replace(":", "x")
+        v = slug(text, fallback="v", max_len=10_000)
+        if len(v) > MAX_NAME_VALUE:
+            v = f"{v[:16].rstrip('.-')}-{short_hash(text, 6)}"
+    return f"{slug(field, fallback='f', max_len=10_000)}-{v}"
+
+
+def job_key(run: str, name: str, parts: Sequence[str], repeat: int) -> str:
+    """`run/job[/field=value,...][#n]` from `key_part`s; copy 0 of a repeat has no suffix."""
     key = f"{_escape(run)}/{_escape(name)}"
-    parts = [f"{_escape(f)}={_key_value(v)}" for f, v in sweep]
     if parts:
         key += "/" + ",".join(parts)
     if repeat:
@@ -109,23 +126,11 @@ def job_key(run: str, name: str, sweep: Iterable[tuple[str, Any]], repeat: int) 
     return key
 
 
-def _name_value(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return "v" + short_hash(canonical_json(value))
-    text = value_text(value).replace(":", "x")
-    s = slug(text, fallback="v", max_len=10_000)
-    if len(s) > MAX_NAME_VALUE:
-        s = f"{s[:16].rstrip('.-')}-{short_hash(text, 6)}"
-    return s
-
-
-def output_stem(name: str, sweep: Iterable[tuple[str, Any]], repeat: int) -> str:
-    """`fox__aspect_ratio-16x9__cfg_scale-0.3__r2`, slugged and bounded."""
-    parts = [slug(name, max_len=10_000)]
-    parts += [f"{slug(f, fallback='f', max_len=10_000)}-{_name_value(v)}" for f, v in sweep]
+def output_stem(name: str, parts: Sequence[str], repeat: int) -> str:
+    """`fox__aspect_ratio-16x9__cfg_scale-0.3__r2` from `name_part`s, bounded."""
+    stem = "__".join([slug(name, max_len=10_000), *parts])
     if repeat:
-        parts.append(f"r{repeat + 1}")
-    stem = "__".join(parts)
+        stem += f"__r{repeat + 1}"
     if len(stem) > MAX_STEM:
         stem = f"{stem[: MAX_STEM - 9].rstrip('.-')}-{short_hash(stem)}"
     return stem

@@ -21,6 +21,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
+from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from batcher.errors import Problem
@@ -34,6 +35,19 @@ MAX_PROMPT = 2500
 MAX_SHOTS = 6
 MAX_SHOT_PROMPT = 512
 MIN_SHOT_SECONDS = 1
+_TOP_SAFE = {
+    "$schema",
+    "$id",
+    "$comment",
+    "type",
+    "title",
+    "description",
+    "required",
+    "properties",
+    "additionalProperties",
+    "default",
+    "examples",
+}
 _TYPE_NAMES = {
     "integer": "an integer",
     "number": "a number",
@@ -69,6 +83,9 @@ class Checker:
         default = schema.default("duration")
         self.default_duration = default if isinstance(default, int) else None
         self.has_shot_type = "shot_type" in schema.schema.get("properties", {})
+        self.fields = _fieldwise(schema.schema)
+        self.required = [r for r in schema.schema.get("required", []) if isinstance(r, str)]
+        self.field_cache: dict[tuple[str, int], tuple[Any, list[Finding]]] = {}
 
     def check(self, drafts: list[Draft]) -> list[Problem]:
         seen: dict[Problem, None] = {}
@@ -102,8 +119,24 @@ class Checker:
             yield from self.shot_findings(payload, shots)
 
     def schema_findings(self, payload: Mapping[str, Any]) -> Iterator[Finding]:
-        for error in self.validator.iter_errors(payload):
-            yield from _describe(error)
+        if self.fields is None:
+            for error in self.validator.iter_errors(payload):
+                yield from _describe(error, ())
+            return
+        # Field by field, each distinct value once: the same findings as the whole-object
+        # check for schemas that `_fieldwise` accepts (tests hold the two equal).
+        for name in self.required:
+            if name not in payload:
+                yield Finding((), f"missing required field {name!r}")
+        for k, v in payload.items():
+            validator = self.fields.get(k)
+            if validator is None:
+                continue  # an unknown key: never in a payload (structure.py drops them)
+            hit = self.field_cache.get((k, id(v)))
+            if hit is None:
+                found = [f for e in validator.iter_errors(v) for f in _describe(e, (k,))]
+                hit = self.field_cache[(k, id(v))] = (v, found)  # v kept alive: id stays valid
+            yield from hit[1]
 
     def unknown_keys(self, value: Any, schema: Any, path: YPath) -> Iterator[Finding]:
         if not isinstance(schema, dict):
@@ -191,9 +224,24 @@ def _non_finite(value: Any, path: YPath) -> Iterator[Finding]:
             yield from _non_finite(v, (*path, i))
 
 
-def _describe(error: ValidationError) -> Iterator[Finding]:
+def _fieldwise(schema: Mapping[str, Any]) -> dict[str, Draft202012Validator] | None:
+    """One validator per top-level field, when checking fields apart is exact; else None."""
+    keywords = {k for k in schema if not k.startswith("x-")}
+    props = schema.get("properties")
+    if (
+        not keywords <= _TOP_SAFE
+        or schema.get("type", "object") != "object"
+        or not isinstance(props, dict)
+        or not isinstance(schema.get("additionalProperties", False), bool)
+        or any(k in json.dumps(schema) for k in ('"$ref"', '"$dynamicRef"', '"$defs"'))
+    ):
+        return None
+    return {k: Draft202012Validator(sub) for k, sub in props.items()}
+
+
+def _describe(error: ValidationError, prefix: YPath) -> Iterator[Finding]:
     """jsonschema's error in plain words, at the offending value's path."""
-    path: YPath = tuple(error.absolute_path)
+    path: YPath = (*prefix, *error.absolute_path)
     kind = error.validator
     value, limit = error.instance, error.validator_value
     if kind == "additionalProperties":
