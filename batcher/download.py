@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
+from batcher.crashpoints import crash_point
 from batcher.errors import DownloadError, UrlExpired
 
 CHUNK = 1 << 16
@@ -101,6 +102,8 @@ async def _stream_to(
                 part.unlink(missing_ok=True)
                 raise DownloadError(f"file exceeds the {max_bytes}-byte cap")
             fh.write(chunk)
+            fh.flush()
+            crash_point("mid_download")
         fh.flush()
         os.fsync(fh.fileno())
 
@@ -115,6 +118,7 @@ def _verify_and_commit(part: Path, dest: Path, size: int) -> Downloaded:
     if dest.suffix.lower() in VIDEO_SUFFIXES and head[4:8] != b"ftyp":
         part.unlink(missing_ok=True)
         raise DownloadError("downloaded file is not an MP4 (no ISO BMFF 'ftyp' box)")
+    crash_point("before_rename")
     os.replace(part, dest)
     _fsync_dir(dest.parent)
     return Downloaded(dest, size, digest.hexdigest())

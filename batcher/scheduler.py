@@ -28,6 +28,7 @@ import httpx
 
 from batcher import errors
 from batcher.client import RunComfyClient
+from batcher.crashpoints import crash_point
 from batcher.download import DEFAULT_MAX_BYTES, download, suffix_for
 from batcher.models import Cancelled, Failed, JobState, OutputFile, Queued, Succeeded
 from batcher.outputs import make_room, write_sidecar
@@ -52,6 +53,7 @@ class SchedulerConfig:
     poll_min: float = 1.0
     poll_max: float = 30.0
     poll_fast: float = 1.0
+    prior_per_second: float = 30.0  # render seconds per video second before any is seen
     download_concurrency: int = 4
     download_attempts: int = 5
     max_download_bytes: int = DEFAULT_MAX_BYTES
@@ -102,7 +104,7 @@ class Scheduler:
             minimum=config.poll_min,
             maximum=config.poll_max,
             fast=config.poll_fast,
-            concurrency=config.concurrency,
+            concurrency=config.concurrency, prior_per_second=config.prior_per_second,
         )
         self.summary = Summary()
         self._remote = 0  # jobs holding a remote slot
@@ -230,7 +232,9 @@ class Scheduler:
                 return None
             with anyio.CancelScope(shield=True):
                 try:
+                    crash_point("before_post")
                     sub = await self.client.submit(job.model, job.payload)
+                    crash_point("after_post")
                 except errors.BatcherError as exc:
                     action = classify(exc, is_submit=True)
                     if action is Action.RETRY:
@@ -242,6 +246,7 @@ class Scheduler:
                 self.breaker.success()
                 if not self.store.record_submitted(job.id, sub):
                     return None
+                crash_point("after_commit")
             self.summary.submitted += 1
             self.emit(Event("submitted", job.key, sub.request_id))
             return self.store.job(job.id)
@@ -271,7 +276,7 @@ class Scheduler:
                 attempt={"outcome": "unknown", "error": str(exc), "finished_at": now},
             )
             self.emit(Event("unknown", job.key, str(exc)))
-            if self.cfg.on_unknown == "resubmit":
+            if self.cfg.on_unknown == "resubmit" and self._sent(job) < self.cfg.max_attempts:
                 self.store.transition(job.id, S.UNKNOWN, S.PENDING, reason="on_unknown: resubmit")
             return
         if action is Action.FAIL_JOB:
@@ -364,11 +369,15 @@ class Scheduler:
         self._finish(job, state, S.FAILED, str(exc), "failed")
         return False
 
+    def _sent(self, job: Job) -> int:
+        """Remote attempts that reached (or may have reached) the API."""
+        return sum(1 for a in self.store.attempts(job.id) if a.outcome not in UNSENT)
+
     def _remote_failed(self, job: Job, state: JobState, error: str) -> None:
         """A failed attempt: back to pending while attempts remain, else failed for good."""
         now = self.clock()
         attempt = {"outcome": "failed", "error": error, "finished_at": now}
-        sent = sum(1 for a in self.store.attempts(job.id) if a.outcome not in UNSENT)
+        sent = self._sent(job)
         if sent < self.cfg.max_attempts and not self._stopping:
             if self.store.transition(job.id, state, S.PENDING, error=error, attempt=attempt):
                 self.emit(Event("retry", job.key, f"attempt {sent} failed: {error}"))
@@ -461,6 +470,7 @@ class Scheduler:
         if cost is not None:
             fields["cost"] = cost
         write_sidecar(self.store.record(job.id), self.out_dirs[job.run], files, now)
+        crash_point("before_done")
         if self.store.transition(
             job.id,
             S.DOWNLOADING,

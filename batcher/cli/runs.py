@@ -32,6 +32,8 @@ from batcher.session import drive, record_runs
 from batcher.settings import ApiSettings
 from batcher.store import Store
 
+EMULATOR_SPEED = 0.02  # the emulator's default seconds of work per second of video
+
 UNFINISHED = (
     JobState.PENDING,
     JobState.SUBMITTING,
@@ -100,7 +102,7 @@ def _run_options(fn: Any) -> Any:
     return fn
 
 
-def _config(stored: dict[str, Any], flags: dict[str, Any]) -> SchedulerConfig:
+def _config(stored: dict[str, Any], flags: dict[str, Any], *, emulator: bool) -> SchedulerConfig:
     """Flags beat the job file's options, which beat the defaults."""
 
     def pick(name: str, default: Any) -> Any:
@@ -108,14 +110,18 @@ def _config(stored: dict[str, Any], flags: dict[str, Any]) -> SchedulerConfig:
         return v if v is not None else stored.get(name, default)
 
     conc = int(pick("concurrency", 8))
+    # The in-process emulator renders in a fraction of a second: poll it briskly.
+    fast = 0.2 if emulator else 1.0
+    prior = EMULATOR_SPEED if emulator else 30.0
     return SchedulerConfig(
+        prior_per_second=prior,
         concurrency=conc,
         max_cost=pick("max_cost", None),
         max_attempts=int(pick("max_attempts", 3)),
         on_unknown=str(pick("on_unknown", "hold")),
         deadline=pick("deadline", pick("deadline_s", None)),
-        poll_min=float(pick("poll_min", 1.0)),
-        poll_fast=float(pick("poll_min", 1.0)),
+        poll_min=float(pick("poll_min", fast)),
+        poll_fast=float(pick("poll_min", fast)),
         submit_interval=float(pick("submit_interval", 0.0)),
     )
 
@@ -142,7 +148,7 @@ def _drive(store: Store, runs: Sequence[str], api: ApiSettings, kw: dict[str, An
             lock.acquire()
             taken.append(lock)
         infos = {r: store.run_info(r) for r in runs}
-        cfg = _config(dict(infos[runs[0]].options), _flags(kw))
+        cfg = _config(dict(infos[runs[0]].options), _flags(kw), emulator=api.emulator)
         out_dirs = {r: Path(i.out_dir) for r, i in infos.items()}
         live = sys.stderr.isatty() and not kw.get("no_progress")
         progress = Progress(

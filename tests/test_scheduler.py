@@ -1,0 +1,303 @@
+"""The scheduler in-process against the emulator (ASGITransport): completion, limits,
+retries, unknown outcomes, budget, deadline, auth and balance, versions."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from batcher.client import RunComfyClient
+from batcher.emulator import EmulatorConfig, create_app, parse_faults
+from batcher.models import JobSpec, JobState
+from batcher.retry import Backoff
+from batcher.scheduler import Event, Scheduler, SchedulerConfig, Summary
+from batcher.store import Store
+
+pytestmark = pytest.mark.anyio
+MODEL = "kling/kling-3.0/pro/text-to-video"
+FAST = dict(
+    poll_min=0.005,
+    poll_fast=0.005,
+    poll_max=0.05,
+    prior_per_second=0.001,
+    backoff=Backoff(base=0.005, cap=0.02, retry_after_cap=0.02),
+)
+
+
+def specs(n: int, *, run: str = "r", prompt: str = "a fox", duration: int = 5) -> list[JobSpec]:
+    out = []
+    for i in range(n):
+        payload = {"prompt": f"{prompt} {i}", "duration": duration}
+        fp = hashlib.sha256(repr(sorted(payload.items())).encode()).hexdigest()
+        out.append(
+            JobSpec(
+                run=run,
+                key=f"{run}/job-{i}",
+                name=f"job-{i}",
+                model=MODEL,
+                payload=payload,
+                fingerprint=fp,
+                output_name=f"job-{i}",
+                cost=0.84,
+            )
+        )
+    return out
+
+
+class Harness:
+    def __init__(self, tmp: Path, emu: EmulatorConfig | None = None) -> None:
+        self.tmp = tmp
+        self.store = Store.open(tmp / "state.db")
+        self.store.upsert_run("r", model=MODEL, job_file=None, out_dir=str(tmp / "out"), options={})
+        self.app = create_app(emu or EmulatorConfig(speed=0.001))
+        self.events: list[Event] = []
+
+    @property
+    def emulator(self) -> Any:
+        return self.app.emulator
+
+    async def run(self, **cfg: Any) -> Summary:
+        transport = httpx.ASGITransport(app=self.app)
+        async with (
+            httpx.AsyncClient(transport=transport) as http,
+            httpx.AsyncClient(transport=transport) as files,
+        ):
+            client = RunComfyClient(http, base_url="http://emu.test", token="tok")
+            self.sched = Scheduler(
+                self.store,
+                client,
+                files,
+                runs=["r"],
+                out_dirs={"r": self.tmp / "out"},
+                config=SchedulerConfig(**(FAST | cfg)),
+                on_event=self.events.append,
+            )
+            return await self.sched.run()
+
+    def states(self) -> dict[str, str]:
+        return {r.key: r.state.value for r in self.store.records("r") if r.current}
+
+    def submissions_per_payload(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for s in self.emulator.submissions:
+            counts[s.payload_sha256] = counts.get(s.payload_sha256, 0) + 1
+        return counts
+
+
+def assert_files_intact(h: Harness) -> None:
+    out = h.tmp / "out"
+    for rec in h.store.records("r"):
+        if rec.state is not JobState.DONE:
+            continue
+        [f] = rec.outputs
+        data = (out / f.path).read_bytes()
+        assert data[4:8] == b"ftyp"
+        assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.size
+        assert (out / f"{rec.output_name}.json").exists()
+    assert not list(out.glob("*.part")) and not list(out.glob("*.tmp"))
+
+
+async def test_every_job_completes_with_verified_files(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(6))
+    summary = await h.run(concurrency=3)
+    assert summary.stop_reason is None and summary.submitted == 6
+    assert set(h.states().values()) == {"done"}
+    assert_files_intact(h)
+    assert max(h.submissions_per_payload().values()) == 1
+
+
+async def test_remote_in_flight_never_exceeds_concurrency(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.004, slots=2))
+    h.store.sync_jobs("r", specs(10))
+    await h.run(concurrency=3)
+    remote = {"submitting", "queued", "running"}
+    live: set[int] = set()
+    peak = 0
+    rows = h.store._conn.execute("SELECT job_id, to_state FROM events ORDER BY id").fetchall()
+    for job_id, to in rows:
+        if to in remote:
+            live.add(job_id)
+        elif to is not None:
+            live.discard(job_id)
+        peak = max(peak, len(live))
+    assert peak == 3  # the limit was used, and never passed
+
+
+async def test_rerun_submits_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(3))
+    await h.run()
+    h.store.sync_jobs("r", specs(3))
+    again = await h.run()
+    assert again.submitted == 0 and len(h.emulator.submissions) == 3
+
+
+async def test_edited_job_is_a_new_version_and_the_old_file_is_kept(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(2))
+    await h.run()
+    edited = specs(2)
+    edited[1] = JobSpec(
+        **{
+            **edited[1].__dict__,
+            "payload": {"prompt": "a wolf", "duration": 5},
+            "fingerprint": "new",
+        }
+    )
+    result = h.store.sync_jobs("r", edited)
+    assert result.changed == ("r/job-1",)
+    summary = await h.run()
+    assert summary.submitted == 1
+    versions = sorted(
+        (r.version, r.current, r.outputs[0].path)
+        for r in h.store.records("r")
+        if r.key == "r/job-1"
+    )
+    assert versions == [(1, False, "job-1.v1.mp4"), (2, True, "job-1.mp4")]
+    assert (tmp_path / "out" / "job-1.v1.mp4").exists()
+    assert (tmp_path / "out" / "job-1.v1.json").exists()
+
+
+async def test_rate_limits_and_server_errors_are_survived_without_duplicates(
+    tmp_path: Path,
+) -> None:
+    faults = parse_faults(["429:0.3", "5xx:0.3@status,result"])
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, seed=3, faults=faults))
+    h.store.sync_jobs("r", specs(8))
+    await h.run(concurrency=4)
+    assert set(h.states().values()) == {"done"}
+    assert max(h.submissions_per_payload().values()) == 1
+    kinds = {f.kind for f in h.emulator.faults_injected}
+    assert {"429", "5xx"} <= kinds
+    assert_files_intact(h)
+
+
+@pytest.mark.parametrize("kind", ["accept-5xx", "accept-drop", "no-request-id"])
+async def test_unknown_outcomes_are_held_never_resubmitted(tmp_path: Path, kind: str) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, seed=1, faults=parse_faults([f"{kind}:0.5"])))
+    h.store.sync_jobs("r", specs(6))
+    await h.run(concurrency=2)
+    states = h.states()
+    unknown = [k for k, s in states.items() if s == "unknown"]
+    injected = [f for f in h.emulator.faults_injected if f.kind == kind]
+    assert 0 < len(unknown) == len(injected) < 6, states
+    assert max(h.submissions_per_payload().values()) == 1  # held: sent once
+    assert all(s in ("done", "unknown") for s in states.values())
+
+
+async def test_unknown_policy_resubmit_sends_again_on_purpose(tmp_path: Path) -> None:
+    faults = parse_faults(["accept-5xx:0.5"])
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, seed=1, faults=faults))
+    h.store.sync_jobs("r", specs(4))
+    await h.run(concurrency=1, on_unknown="resubmit", max_attempts=5)
+    assert set(h.states().values()) == {"done"}
+    injected = [f for f in h.emulator.faults_injected if f.kind == "accept-5xx"]
+    assert injected and sum(h.submissions_per_payload().values()) == 4 + len(injected)
+
+
+async def test_unknown_resubmits_are_bounded_by_max_attempts(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, faults=parse_faults(["accept-5xx:1"])))
+    h.store.sync_jobs("r", specs(1))
+    await h.run(on_unknown="resubmit", max_attempts=3)
+    assert h.states() == {"r/job-0": "unknown"}
+    assert len(h.emulator.submissions) == 3
+
+
+async def test_failed_generations_retry_then_fail_for_good_with_history(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, faults=parse_faults(["fail:1"])))
+    h.store.sync_jobs("r", specs(1))
+    await h.run(max_attempts=3)
+    [rec] = h.store.records("r")
+    assert rec.state is JobState.FAILED
+    assert [a.outcome for a in rec.attempts] == ["failed", "failed", "failed"]
+    assert all(a.error for a in rec.attempts) and len({a.request_id for a in rec.attempts}) == 3
+
+
+async def test_invalid_payload_fails_at_once_with_the_servers_detail(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    bad = specs(1)[0]
+    bad = JobSpec(**{**bad.__dict__, "payload": {"prompt": "x", "cfg_scale": 7}})
+    h.store.sync_jobs("r", [bad])
+    await h.run()
+    [rec] = h.store.records("r")
+    assert rec.state is JobState.FAILED and "422" in (rec.error or "")
+    assert [a.outcome for a in rec.attempts] == ["rejected"]
+    assert h.store.committed_spend(["r"]) == 0
+
+
+async def test_truncated_and_expired_downloads_are_recovered(tmp_path: Path) -> None:
+    faults = parse_faults(["truncate:1#1", "expire:1#2"])
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, seed=5, faults=faults))
+    h.store.sync_jobs("r", specs(3))
+    await h.run(concurrency=1)
+    assert set(h.states().values()) == {"done"}
+    assert {"truncate", "expire"} <= {f.kind for f in h.emulator.faults_injected}
+    assert_files_intact(h)
+    assert not any(hit.authorization for hit in h.emulator.file_hits)
+
+
+@pytest.mark.parametrize(
+    "variant", ["succeeded", "canceled,error-object", "videos", "error-status", "no-queue-position"]
+)
+async def test_status_variants(tmp_path: Path, variant: str) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, status_variant=variant))
+    h.store.sync_jobs("r", specs(2))
+    await h.run()
+    assert set(h.states().values()) == {"done"}
+
+
+async def test_budget_stops_new_submissions(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(5))
+    summary = await h.run(max_cost=2.0, concurrency=1)  # 0.84 each: two fit
+    assert summary.stop_reason == "budget"
+    assert sorted(h.states().values()) == ["done", "done", "pending", "pending", "pending"]
+    assert len(h.emulator.submissions) == 2
+
+
+async def test_deadline_cancels_a_request_still_queued(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, queue_delay=60.0))
+    h.store.sync_jobs("r", specs(1))
+    await h.run(deadline=0.05)
+    [rec] = h.store.records("r")
+    assert rec.state is JobState.CANCELLED and "deadline" in (rec.error or "")
+
+
+async def test_bad_token_is_fatal(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, token="the-right-one"))
+    h.store.sync_jobs("r", specs(3))
+    summary = await h.run()
+    assert summary.fatal is not None and summary.stop_reason == "auth"
+    assert set(h.states().values()) == {"pending"}
+    assert h.emulator.submissions == []
+
+
+async def test_insufficient_balance_stops_submitting(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, balance_usd=1.0))
+    h.store.sync_jobs("r", specs(3))
+    summary = await h.run(concurrency=1)
+    assert summary.stop_reason == "balance"
+    assert sorted(h.states().values()) == ["done", "pending", "pending"]
+
+
+async def test_resume_follows_jobs_already_in_flight(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001))
+    h.store.sync_jobs("r", specs(2))
+    summary = await h.run(concurrency=2, max_cost=0.9)  # submits one, finishes it
+    assert summary.stop_reason == "budget"
+    # Simulate a crash right after a POST was committed: queued with a live request id.
+    [job] = h.store.claim(["r"], 1)
+    transport = httpx.ASGITransport(app=h.app)
+    async with httpx.AsyncClient(transport=transport) as http:
+        sub = await RunComfyClient(http, base_url="http://emu.test", token="tok").submit(
+            MODEL, job.payload
+        )
+    h.store.record_submitted(job.id, sub)
+    again = await h.run()
+    assert again.submitted == 0
+    assert set(h.states().values()) == {"done"}
