@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.emulator_server import emulator_server, fake_clock  # noqa: F401 (fixtures)
+
 
 @pytest.fixture(autouse=True)
 def _isolate_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -130,8 +130,8 @@ def parse_range(header: str | None, total: int) -> ByteRange | None:
         return ByteRange(max(0, total - n), total - 1, total)
     start = int(first)
     end = int(last) if last else total - 1
-    if end < start:
-        return None
+    if last and end < start:
+        return None  # invalid, so ignored
     if start >= total:
         raise Unsatisfiable
     return ByteRange(start, min(end, total - 1), total)
