@@ -89,6 +89,9 @@ def _resolve_schema(header: Header, path: Path, problems: list[Problem]) -> Mode
     if header.schema_file is not None:
         rel, at = header.schema_file
         given = header.model if header.model_origin is not None else None
+        if not (path.parent / rel).is_file():
+            problems.append(at.problem(f"{path.parent / rel}: no such schema file"))
+            return None
         try:
             schema = load_schema_file(path.parent / rel, model_id=given)
         except SchemaError as exc:

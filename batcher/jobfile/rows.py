@@ -77,6 +77,7 @@ class _Reader:
         self.rows: list[Row] = []
         self.problems: list[Problem] = []
         self.too_many = False
+        self.seen = 0  # data records met, readable or not: rows[i] counts them all
 
     def origin(self, line: int, col: int, where: str) -> Origin:
         return Origin(self.display, line, col, where)
@@ -89,7 +90,7 @@ class _Reader:
                 self.problems.append(o.problem(f"more than {MAX_ROWS} rows: split the file"))
             self.too_many = True
             return
-        n = len(self.rows)
+        n = self.seen - 1
         row = Row(number=n + 1, origin=self.origin(line, 1, f"{self.where}[{n}]"))
         for column, value, vline, vcol in values:
             origin = self.origin(vline, vcol, f"{self.where}[{n}].{column}")
@@ -122,6 +123,7 @@ class _Csv(_Reader):
                     if header is None:
                         header = self.header(record, cells)
                     else:
+                        self.seen += 1
                         self.row(header, record, cells)
                 start = reader.line_num + 1
         except csv.Error as exc:
@@ -164,6 +166,7 @@ class _Jsonl(_Reader):
         for number, raw in enumerate(text.split("\n"), start=1):
             if not raw.strip():
                 continue
+            self.seen += 1
             try:
                 data = json.loads(raw)
             except json.JSONDecodeError as exc:

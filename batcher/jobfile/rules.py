@@ -21,6 +21,7 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
+import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -209,6 +210,22 @@ class Checker:
         return "enum" not in prop or value in prop["enum"]
 
 
+def _unquote_hint(value: Any, types: list[str]) -> str:
+    """` (remove the quotes)` when the text, unquoted, would be the wanted type."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        bare = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return ""
+    wanted = {
+        "integer": isinstance(bare, int) and not isinstance(bare, bool),
+        "number": isinstance(bare, int | float) and not isinstance(bare, bool),
+        "boolean": isinstance(bare, bool),
+    }
+    return " (remove the quotes)" if any(wanted.get(t, False) for t in types) else ""
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -260,7 +277,7 @@ def _message(kind: str, value: Any, limit: Any, fallback: str) -> str:
     if kind == "type":
         names = [limit] if isinstance(limit, str) else list(limit)
         wanted = " or ".join(_TYPE_NAMES.get(n, n) for n in names)
-        return f"must be {wanted}, not {short(value)}"
+        return f"must be {wanted}, not {short(value)}{_unquote_hint(value, names)}"
     if kind == "enum":
         return f"{short(value)} is not one of {', '.join(short(v) for v in limit)}"
     if kind == "const":

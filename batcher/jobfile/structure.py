@@ -223,17 +223,15 @@ class Reader:
         if "jobs" not in self.root or jobs is None:
             self.problems.append(
                 yaml_origin(self.doc, ("jobs",) if "jobs" in self.root else ()).problem(
-                    "no jobs: add a `jobs:` list with at least one job", where="jobs"
+                    "no jobs: add a `jobs:` list with at least one job", where=""
                 )
             )
             return body
         if not isinstance(jobs, list):
-            self.error(
-                ("jobs",), f"jobs must be a list (lines starting with '- '), not {kind(jobs)}"
-            )
+            self.error(("jobs",), f"must be a list (lines starting with '- '), not {kind(jobs)}")
             return body
         if not jobs:
-            self.error(("jobs",), "jobs is an empty list: add at least one job")
+            self.error(("jobs",), "is an empty list: add at least one job")
         for i, item in enumerate(jobs):
             entry = self.entry(i, item, inputs, defaults)
             if entry is not None:
@@ -273,6 +271,11 @@ class Reader:
             entry.sweep = self.sweep((*path, "sweep"), table["sweep"], inputs, entry)
         return entry
 
+    def raw(self, path: YPath) -> str:
+        """The source text of a scalar, as written."""
+        start, end = self.doc.spans.get(path, (0, 0))
+        return self.doc.text[start:end]
+
     def doc_get(self, path: YPath) -> Any:
         node: Any = self.root
         for part in path:
@@ -286,7 +289,8 @@ class Reader:
 
     def repeat(self, path: YPath, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.error(path, f"repeat must be a whole number (1 or more), not {kind(value)}")
+            hint = " (remove the quotes)" if isinstance(value, str) and value.isdigit() else ""
+            self.error(path, f"repeat must be a whole number (1 or more), not {kind(value)}{hint}")
             return 0
         if value < 1:
             self.error(path, f"repeat must be at least 1, not {value}")
@@ -328,9 +332,7 @@ class Reader:
             canon = names.canonical_json(names.normalize(v))
             if canon in seen:
                 self.problems.append(
-                    origin.problem(
-                        f"duplicate sweep value {names.value_text(v)!r} (same as [{seen[canon]}])"
-                    )
+                    origin.problem(f"duplicate sweep value {_example(v)} (same as [{seen[canon]}])")
                 )
                 continue
             seen[canon] = i
@@ -356,7 +358,9 @@ class Reader:
             if isinstance(n, str) and n.strip():
                 e.name = n.strip()
             else:
-                hint = f' (quote it: name: "{n}")' if isinstance(n, int | float) else ""
+                hint = ""
+                if isinstance(n, int | float):
+                    hint = f' (quote it: name: "{self.raw((*path, "name"))}")'
                 self.error(
                     (*path, "name"), f"a job name must be non-empty text, not {kind(n)}{hint}"
                 )

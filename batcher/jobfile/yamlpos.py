@@ -111,7 +111,11 @@ def _raise_syntax_error(text: str, file: str) -> None:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
-            what = f"{exc.problem} ({exc.context})"
+            what = f"{exc.problem} ({exc.context}"
+            cm = exc.context_mark
+            if cm is not None and mark is not None and cm.line != mark.line:
+                what += f" at line {cm.line + 1}, col {cm.column + 1}"
+            what += ")"
         raise JobFileInvalid([Problem(file, line, col, "", f"YAML syntax error: {what}")]) from None
     except yaml.YAMLError as exc:
         raise JobFileInvalid([Problem(file, 1, 1, "", f"YAML error: {exc}")]) from None
@@ -178,7 +182,7 @@ class _Builder:
         make: Callable[[Any, Node], Any] | None = self.ctor.yaml_constructors.get(tag)
         if make is None or tag not in _SCALAR_TAGS:
             self.error(node, path, f"unsupported YAML tag {_short(tag)}")
-            return None
+            return node.value  # the text as written: no follow-on type error
         try:
             return make(self.ctor, node)
         except (yaml.YAMLError, ValueError) as exc:
