@@ -49,13 +49,14 @@ def write_text(path: Path, text: str) -> None:
         raise
 
 
-def report_path(output: Path | None, run_out_dir: str, fmt: str) -> Path:
-    """Where a report goes: -o PATH (a folder gets `report.<ext>`), else the run folder."""
+def report_path(output: str | None, run_out_dir: str, fmt: str) -> Path:
+    """Where a report goes: -o PATH (a folder, or a path ending in /, gets
+    `report.<ext>`), else `report.<ext>` in the run's output folder."""
     if output is None:
         return Path(run_out_dir) / f"report{SUFFIX[fmt]}"
-    if output.is_dir():
-        return output / f"report{SUFFIX[fmt]}"
-    return output
+    if output.endswith(("/", os.sep)) or Path(output).is_dir():
+        return Path(output) / f"report{SUFFIX[fmt]}"
+    return Path(output)
 
 
 def render(
@@ -74,7 +75,7 @@ def render(
 def write_html_report(store: Store, run: str, output: Path | None) -> Path:
     """Write the HTML report of `run` (default `<run out_dir>/report.html`); its path."""
     run = pick_run(store, run)
-    path = report_path(output, store.run_info(run).out_dir, "html")
+    path = report_path(None if output is None else str(output), store.run_info(run).out_dir, "html")
     text = render(store.records(run), "html", page_dir=path.parent, title=f"batcher: {run}")
     write_text(path, text)
     return path
@@ -93,7 +94,7 @@ def write_html_report(store: Store, run: str, output: Path | None) -> Path:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    type=click.Path(dir_okay=True),
     default=None,
     help="Where to write ('-' for stdout). Default: html -> <run output folder>/report.html, "
     "others -> stdout.",
@@ -106,14 +107,14 @@ def write_html_report(store: Store, run: str, output: Path | None) -> Path:
 )
 @state_option
 @handle_errors
-def report(run: str | None, fmt: str, output: Path | None, partial: bool, state_path: Path) -> None:
+def report(run: str | None, fmt: str, output: str | None, partial: bool, state_path: Path) -> None:
     """Write a report of RUN (default: the newest run)."""
     with Store.open(state_path, create=False) as store:
         name = pick_run(store, run)
         records = store.records(name)
         run_out = store.run_info(name).out_dir
     title = f"batcher: {name}"
-    to_stdout = str(output) == "-" or (output is None and fmt != "html")
+    to_stdout = output == "-" or (output is None and fmt != "html")
     if to_stdout:
         text = render(records, fmt, page_dir=Path.cwd(), title=title, partial=partial)
         click.echo(text, nl=False)

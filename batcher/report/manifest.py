@@ -2,9 +2,10 @@
 
 Invariants:
 - Pure functions of `JobRecord` lists; they return text and never touch the disk.
-- JSONL: one JSON object (one physical line) per job *version* (superseded versions included, `current`
-  tells them apart), in input order; each line validates against `manifest.schema.json`
-  (package data, see `manifest_schema`). Times are ISO 8601 UTC strings ending in `Z`.
+- JSONL: one JSON object (one physical line) per job *version* (superseded versions
+  included, `current` tells them apart), in input order; each line validates against
+  `manifest.schema.json` (package data, see `manifest_schema`). Times are ISO 8601 UTC
+  strings ending in `Z`.
 - CSV: one row per *current* job, columns `CSV_COLUMNS`, RFC 4180 quoting (prompts with
   commas, quotes and newlines read back exactly with `csv.DictReader`); non-string
   payload values are written as JSON (`true`, `0.3`), missing ones as empty cells.

@@ -44,6 +44,21 @@ class NotReproducible(UsageError):
         )
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that double-quotes text holding a YAML 1.1 line break other than \\n.
+
+    PyYAML writes NEL/LS/PS raw inside single-quoted scalars, and a reader then folds
+    them into spaces; in double quotes they are escaped (\\N, \\L, \\P) and survive."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = '"' if any(ch in value for ch in "\x85\u2028\u2029") else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def _canon(value: Any) -> str:
     return json.dumps(plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -151,5 +166,5 @@ def render_yaml(records: Iterable[JobRecord], *, partial: bool = False) -> str:
     if left_out:
         lines.append(f"# Left out: {len(left_out)} job(s) no single entry can re-create:")
         lines += [f"#   {json.dumps(k, ensure_ascii=True)}: {why}" for k, why in left_out.items()]
-    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100)
+    body = yaml.dump(doc, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
     return "\n".join(lines) + "\n" + body

@@ -1,0 +1,195 @@
+"""`batcher report` end to end: the real CLI in a subprocess, on a state database made by
+`batcher run --emulator` (real MP4 files), for every format and every error."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from batcher.report import CSV_COLUMNS, manifest_schema
+
+pytestmark = pytest.mark.e2e
+
+FIRST = """\
+name: first
+jobs:
+  - name: one
+    prompt: "A lighthouse in fog"
+    duration: 3
+"""
+SWEEP = """\
+name: tuscany
+defaults:
+  duration: 3
+  sound: false
+vars:
+  camera: "anamorphic lenses"
+jobs:
+  - name: fox
+    prompt: "A red fox, {camera}, {{braces}} <script>window.__pwned=1</script> 雪"
+    sweep:
+      cfg_scale: [0.8, 0.3, 0.5]
+      aspect_ratio: ["16:9", "9:16"]
+    repeat: 2
+  - name: terrace shots
+    prompt: "Anniversary dinner, \\"quoted\\", with commas\\nand a newline"
+    duration: 8
+    multi_prompt:
+      - {prompt: "Wide establishing shot", duration: 4}
+      - {prompt: "Slow dolly-in", duration: 4}
+"""
+N_SWEEP = 13
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def batcher(*args: str | Path, cwd: Path) -> Result:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHER_", "RUNCOMFY_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "batcher", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@dataclass
+class Workspace:
+    root: Path
+    state: Path
+
+    def report(self, *args: str | Path) -> Result:
+        return batcher("report", *args, "--state", self.state, cwd=self.root)
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    root = tmp_path_factory.mktemp("cli")
+    (root / "first.yaml").write_text(FIRST, encoding="utf-8")
+    (root / "tuscany.yaml").write_text(SWEEP, encoding="utf-8")
+    state = root / "state" / "b.db"
+    for name in ("first.yaml", "tuscany.yaml"):  # tuscany is the newest run
+        done = batcher("run", name, "--emulator", "--no-progress", "--state", state,
+                       "--out", "outputs", cwd=root)  # fmt: skip
+        assert done.code == 0, done.err
+    return Workspace(root, state)
+
+
+def test_default_is_an_html_gallery_of_the_newest_run_in_its_folder(ws: Workspace) -> None:
+    result = ws.report()
+    assert result.code == 0, result.err
+    page = ws.root / "outputs" / "tuscany" / "report.html"
+    assert str(page) in result.out or "outputs/tuscany/report.html" in result.out
+    html = page.read_text(encoding="utf-8")
+    sources = re.findall(r'<video [^>]*data-src="([^"]+)"', html)
+    assert len(sources) == N_SWEEP
+    assert all((page.parent / unquote(src)).is_file() for src in sources)
+    assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
+    assert "<script>window.__pwned" not in html
+
+
+def test_html_elsewhere_points_back_at_the_videos(ws: Workspace) -> None:
+    result = ws.report("first", "-o", "reports/")  # a new folder
+    assert result.code == 0, result.err
+    html = (ws.root / "reports" / "report.html").read_text(encoding="utf-8")
+    (src,) = re.findall(r'data-src="([^"]+)"', html)
+    assert src.startswith("../outputs/first/")
+    assert (ws.root / "reports" / unquote(src)).is_file()
+
+
+def test_jsonl_goes_to_stdout_and_every_line_fits_the_schema(ws: Workspace) -> None:
+    result = ws.report("--format", "jsonl")
+    assert result.code == 0, result.err
+    lines = [json.loads(line) for line in result.out.splitlines()]
+    assert len(lines) == N_SWEEP
+    validator = Draft202012Validator(manifest_schema())
+    assert [e.message for line in lines for e in validator.iter_errors(line)] == []
+    assert {line["state"] for line in lines} == {"done"}
+    for line in lines:
+        (out,) = line["outputs"]
+        assert Path(line["out_dir"], out["path"]).stat().st_size == out["size"]
+        assert line["request_id"] and line["timings"]["finished_at"].endswith("Z")
+
+
+def test_csv_to_a_file_reads_back(ws: Workspace) -> None:
+    result = ws.report("tuscany", "--format", "csv", "-o", "m.csv")
+    assert result.code == 0, result.err
+    assert "m.csv" in result.out
+    with open(ws.root / "m.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == CSV_COLUMNS and len(rows) == N_SWEEP
+    shots = next(r for r in rows if r["name"] == "terrace shots")
+    assert shots["prompt"] == 'Anniversary dinner, "quoted", with commas\nand a newline'
+    assert [s["duration"] for s in json.loads(shots["shots"])] == [4, 4]
+
+
+def test_yaml_export_plans_as_all_done_here_and_identical_elsewhere(ws: Workspace) -> None:
+    result = ws.report("--format", "yaml", "-o", "again.yaml")
+    assert result.code == 0, result.err
+    same = batcher("plan", "again.yaml", "--state", ws.state, "--json", cwd=ws.root)
+    assert same.code == 0, same.err
+    plan = json.loads(same.out)
+    assert plan["run"] == "tuscany" and len(plan["jobs"]) == N_SWEEP
+    assert {job["mark"] for job in plan["jobs"]} == {"done"}
+    original = batcher("plan", "tuscany.yaml", "--state", "fresh.db", "--json", cwd=ws.root)
+    fresh = batcher("plan", "again.yaml", "--state", "fresh.db", "--json", cwd=ws.root)
+    assert original.code == fresh.code == 0, fresh.err
+
+    def view(out: str) -> list[tuple]:
+        return [(j["key"], j["fingerprint"], j["payload"]) for j in json.loads(out)["jobs"]]
+
+    assert view(fresh.out) == view(original.out)
+    assert {j["mark"] for j in json.loads(fresh.out)["jobs"]} == {"new"}
+
+
+def test_unknown_run_lists_the_known_ones(ws: Workspace) -> None:
+    result = ws.report("nope")
+    assert result.code == 2
+    assert "nope" in result.err and "first" in result.err and "tuscany" in result.err
+
+
+def test_missing_state_database_is_a_clear_usage_error(ws: Workspace) -> None:
+    result = batcher("report", "--state", "no/such.db", cwd=ws.root)
+    assert result.code == 2
+    assert "no state database" in result.err
+    assert not (ws.root / "no").exists()
+
+
+def test_stdout_html_with_dash(ws: Workspace) -> None:
+    result = ws.report("first", "-o", "-")
+    assert result.code == 0, result.err
+    assert result.out.startswith("<!DOCTYPE html>") and result.out.count("<video ") == 1
+
+
+def test_run_report_flag_writes_the_gallery(ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "first.yaml").write_text(FIRST, encoding="utf-8")
+    done = batcher("run", "first.yaml", "--emulator", "--no-progress", "--report",
+                   "--state", "s.db", "--out", "o", cwd=tmp_path)  # fmt: skip
+    assert done.code == 0, done.err
+    assert (tmp_path / "o" / "first" / "report.html").is_file()
+    assert "report.html" in done.out
+
+
+def test_csv_stdout_is_byte_exact(ws: Workspace) -> None:
+    result = ws.report("first", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(result.out, newline="")))
+    assert [r["name"] for r in rows] == ["one"] and rows[0]["state"] == "done"
