@@ -9,8 +9,8 @@ Invariants: the emulator follows the contract point by point; everything it deci
 (request ids, faults, clips) derives from the seed and the calls made, never from a shared
 random stream; time comes from the injected clock only. Module map: config (options),
 faults (fault plans), queue (FIFO slots from time), state (the Emulator), api (contract
-handlers), cdn + files (signed output files), app (ASGI), server (uvicorn), journal
-(persistence across processes).
+handlers), wire (request/reply values), cdn + files (signed output files), app (ASGI),
+server (uvicorn), journal (persistence across processes).
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ import json
 from typing import Any
 
 from batcher.emulator.faults import Fault
-from batcher.emulator.http import (
+from batcher.emulator.queue import Phase, Snapshot
+from batcher.emulator.state import Emulator, Request, canonical_sha256, token_key
+from batcher.emulator.wire import (
     HttpRequest,
     Reply,
     error_reply,
@@ -24,8 +26,6 @@ from batcher.emulator.http import (
     json_reply,
     slowed,
 )
-from batcher.emulator.queue import Phase, Snapshot
-from batcher.emulator.state import Emulator, Request, canonical_sha256, token_key
 from batcher.errors import SchemaError
 from batcher.schema import ModelSchema, load_schema
 

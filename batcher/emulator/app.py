@@ -29,8 +29,8 @@ import httpx
 from batcher.emulator import api
 from batcher.emulator.cdn import serve_file
 from batcher.emulator.config import EmulatorConfig
-from batcher.emulator.http import HttpRequest, Reply, error_reply, json_reply
 from batcher.emulator.state import Emulator
+from batcher.emulator.wire import HttpRequest, Reply, error_reply, json_reply
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -12,9 +12,9 @@ from dataclasses import replace
 
 from batcher.emulator.faults import Fault
 from batcher.emulator.files import Unsatisfiable, clips, parse_range
-from batcher.emulator.http import HttpRequest, Reply, server_error_status, slowed
 from batcher.emulator.queue import Phase
 from batcher.emulator.state import Emulator, FileHit, Request
+from batcher.emulator.wire import HttpRequest, Reply, server_error_status, slowed
 
 
 def _xml_error(
