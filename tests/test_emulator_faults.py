@@ -203,7 +203,9 @@ def test_balance_fault_and_balance_limit(
     assert len(emu.submissions) == 1
 
 
-def test_fail_rate_and_first_n(srv: RunningEmulator, clock: FakeClock, http: httpx.Client) -> None:
+def test_fail_rate_splits_outcomes(
+    srv: RunningEmulator, clock: FakeClock, http: httpx.Client
+) -> None:
     emu = reset(srv, clock, "fail:0.5")
     for i in range(30):
         submit(http, srv, f"p{i}")

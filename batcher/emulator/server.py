@@ -36,6 +36,23 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _uvicorn_config(app: EmulatorApp) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        interface="asgi3",
+        http="h11",
+        loop="asyncio",
+        ws="none",
+        lifespan="off",
+        proxy_headers=False,
+        log_config=None,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        timeout_keep_alive=5,
+    )
+
+
 class EmulatorServer:
     """One emulator on one port: `run()` in the foreground, or `start()`/`stop()`."""
 
@@ -52,24 +69,15 @@ class EmulatorServer:
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://{_url_host(host)}:{self.port}"
-        if files_host is not None:
-            config = replace(config, files_base_url=f"http://{_url_host(files_host)}:{self.port}")
-        self.app: EmulatorApp = create_app(config)
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                self.app,
-                interface="asgi3",
-                http="h11",
-                ws="none",
-                lifespan="off",
-                proxy_headers=False,
-                log_config=None,
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=1,
-                timeout_keep_alive=5,
-            )
-        )
+        try:
+            if files_host is not None:
+                files_base_url = f"http://{_url_host(files_host)}:{self.port}"
+                config = replace(config, files_base_url=files_base_url)
+            self.app: EmulatorApp = create_app(config)
+            self._server = uvicorn.Server(_uvicorn_config(self.app))
+        except BaseException:
+            self._sock.close()
+            raise
         self._thread: threading.Thread | None = None
 
     def run(self) -> None:
