@@ -47,9 +47,13 @@ class BrowserError(RuntimeError):
 
 
 def find_chromium() -> str | None:
-    """The chromium executable to use, or None when there is none."""
-    path = os.environ.get("BATCHER_CHROMIUM") or DEFAULT_CHROMIUM
-    return path if os.access(path, os.X_OK) else shutil.which("chromium")
+    """The chromium executable to use (env BATCHER_CHROMIUM, else Debian's), or None."""
+    chosen = os.environ.get("BATCHER_CHROMIUM")
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
+    if os.access(DEFAULT_CHROMIUM, os.X_OK):
+        return DEFAULT_CHROMIUM
+    return shutil.which("chromium")
 
 
 class Browser:

@@ -100,7 +100,7 @@ def test_default_is_an_html_gallery_of_the_newest_run_in_its_folder(ws: Workspac
     page = ws.root / "outputs" / "tuscany" / "report.html"
     assert str(page) in result.out or "outputs/tuscany/report.html" in result.out
     html = page.read_text(encoding="utf-8")
-    sources = re.findall(r'<video [^>]*data-src="([^"]+)"', html)
+    sources = re.findall(r'<video [^>]*src="([^"]+)"', html)
     assert len(sources) == N_SWEEP
     assert all((page.parent / unquote(src)).is_file() for src in sources)
     assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in html
@@ -111,7 +111,7 @@ def test_html_elsewhere_points_back_at_the_videos(ws: Workspace) -> None:
     result = ws.report("first", "-o", "reports/")  # a new folder
     assert result.code == 0, result.err
     html = (ws.root / "reports" / "report.html").read_text(encoding="utf-8")
-    (src,) = re.findall(r'data-src="([^"]+)"', html)
+    (src,) = re.findall(r'<video [^>]*src="([^"]+)"', html)
     assert src.startswith("../outputs/first/")
     assert (ws.root / "reports" / unquote(src)).is_file()
 

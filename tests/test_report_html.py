@@ -161,16 +161,19 @@ def test_videos_are_lazy_and_their_sources_are_files_relative_to_the_page(
 ) -> None:
     elsewhere = tmp_path / "reports"
     tree = parse(render_html(records, out_dir=elsewhere))
-    videos = tree.all("video")
+    templates = tree.all("template", "player")
     done = [r for r in records if r.state is JobState.DONE]
-    assert len(videos) == len(done)
-    for video in videos:
-        assert video.attrs["preload"] == "none" and "src" not in video.attrs
-        rel = video.attrs["data-src"] or ""
+    assert len(templates) == len(done) == len(tree.all("video"))
+    srcs = []
+    for template in templates:
+        (video,) = template.children  # the player waits, inert, in its template
+        assert video.attrs["preload"] == "none"
+        assert {"controls", "muted", "loop", "playsinline"} <= set(video.attrs)
+        rel = video.attrs["src"] or ""
         assert rel.startswith("../outputs/tuscany/")
         assert (elsewhere / unquote(rel)).resolve().is_file(), rel
-    srcs = [v.attrs["data-src"] for v in videos]
-    assert "odd%20dir/a%20b%231%3F.mp4" in {s.split("tuscany/", 1)[1] for s in srcs}
+        srcs.append(rel.split("tuscany/", 1)[1])
+    assert "odd%20dir/a%20b%231%3F.mp4" in srcs
 
 
 def test_a_file_name_cannot_become_another_url_scheme(run_dir: Path) -> None:

@@ -13,8 +13,10 @@ Invariants:
   may point to files only (`'self'`/`file:`); nothing loads from the network.
 - Video sources are URLs relative to the page's own folder (`report_dir`), each path
   segment percent-encoded, so the page works when opened from disk and a file name can
-  never turn into another URL scheme. Players start with `preload="none"` and no `src`;
-  the script sets `src` only when a player nears the viewport.
+  never turn into another URL scheme. Each player is written inside a `<template>` (inert:
+  no element, no request, no layout cost) with `preload="none"`; the script puts it in the
+  page, asking for metadata (the first frame), only when its card nears the viewport.
+  1,900 live <video> elements would cost seconds of page load; templates cost nothing.
 - Current job versions make the gallery; superseded versions are listed apart at the end.
 """
 
@@ -133,8 +135,8 @@ def _media(record: JobRecord, report_dir: str | os.PathLike[str]) -> str:
     if video is not None:
         src = esc(media_url(record, video, report_dir))
         return (
-            f'<div class="media {aspect}"><video controls muted loop playsinline '
-            f'preload="none" data-src="{src}"></video></div>'
+            f'<div class="media {aspect}" data-lazy><template class="player"><video controls '
+            f'muted loop playsinline preload="none" src="{src}"></video></template></div>'
         )
     kind = "" if record.state.terminal or record.state is JobState.UNKNOWN else " active"
     state = record.state.value

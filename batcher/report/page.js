@@ -14,14 +14,18 @@
     }).join("\n").toLowerCase();
   });
 
-  /* Lazy videos: a source is set only when the player comes near the viewport. */
-  function reveal(video) {
-    if (!video.hasAttribute("src")) {
+  /* Lazy players: each <video> waits in an inert <template> until its card nears the
+     viewport; then it is put in the page and asked for its metadata (first frame). */
+  function reveal(box) {
+    var template = box.querySelector("template.player");
+    if (!template) { return; }
+    var player = doc.importNode(template.content, true);
+    Array.prototype.forEach.call(player.querySelectorAll("video"), function (video) {
       video.preload = "metadata";
-      video.setAttribute("src", video.getAttribute("data-src"));
-    }
+    });
+    box.replaceChild(player, template);
   }
-  var videos = Array.prototype.slice.call(doc.querySelectorAll("video[data-src]"));
+  var boxes = Array.prototype.slice.call(doc.querySelectorAll(".media[data-lazy]"));
   if ("IntersectionObserver" in window) {
     var observer = new IntersectionObserver(function (entries) {
       entries.forEach(function (entry) {
@@ -31,19 +35,19 @@
         }
       });
     }, { rootMargin: "400px 0px" });
-    videos.forEach(function (video) { observer.observe(video); });
+    boxes.forEach(function (box) { observer.observe(box); });
   } else {
-    videos.forEach(reveal);
+    boxes.forEach(reveal);
   }
 
   /* Filter: state checkboxes and a text search (every word must match). */
-  var boxes = Array.prototype.slice.call(doc.querySelectorAll("input[data-state-filter]"));
+  var stateBoxes = Array.prototype.slice.call(doc.querySelectorAll("input[data-state-filter]"));
   var search = doc.getElementById("search");
   var shown = doc.getElementById("shown");
   var sections = Array.prototype.slice.call(doc.querySelectorAll("section.group"));
   function applyFilter() {
     var on = {};
-    boxes.forEach(function (box) { on[box.value] = box.checked; });
+    stateBoxes.forEach(function (box) { on[box.value] = box.checked; });
     var terms = search.value.toLowerCase().split(/\s+/).filter(Boolean);
     var count = 0;
     cards.forEach(function (card, i) {
@@ -58,7 +62,7 @@
     });
     shown.textContent = count + " of " + cards.length + " shown";
   }
-  boxes.forEach(function (box) { box.addEventListener("change", applyFilter); });
+  stateBoxes.forEach(function (box) { box.addEventListener("change", applyFilter); });
   search.addEventListener("input", applyFilter);
 
   /* Sweep grids: rebuild a group's table when its row/column field changes. */
