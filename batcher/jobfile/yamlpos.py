@@ -117,8 +117,14 @@ def _raise_syntax_error(text: str, file: str) -> None:
                 what += f" at line {cm.line + 1}, col {cm.column + 1}"
             what += ")"
         raise JobFileInvalid([Problem(file, line, col, "", f"YAML syntax error: {what}")]) from None
+    except yaml.reader.ReaderError as exc:
+        pos = exc.position
+        line, col = text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
+        what = f"YAML error: unacceptable character #x{exc.character:04x}: {exc.reason}"
+        raise JobFileInvalid([Problem(file, line, col, "", what)]) from None
     except yaml.YAMLError as exc:
-        raise JobFileInvalid([Problem(file, 1, 1, "", f"YAML error: {exc}")]) from None
+        what = " ".join(str(exc).split())  # one line, whatever PyYAML says
+        raise JobFileInvalid([Problem(file, 1, 1, "", f"YAML error: {what}")]) from None
     except RecursionError:
         raise JobFileInvalid([Problem(file, 1, 1, "", "YAML is nested too deeply")]) from None
     raise JobFileInvalid([Problem(file, 1, 1, "", "YAML syntax error")])

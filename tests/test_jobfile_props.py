@@ -1,0 +1,214 @@
+"""Property tests: expansion is deterministic, keys and output names are unique and safe,
+fingerprints follow the payload exactly, field-wise validation equals whole validation."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from batcher.jobfile import loads_jobfile, names
+from batcher.jobfile.rules import Checker
+from batcher.jobfile.yamlpos import parse
+from batcher.models import DEFAULT_MODEL
+from batcher.schema import load_schema
+
+SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\Z")
+RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{d}{i}" for d in ("COM", "LPT") for i in range(10)}
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+names_st = st.text(min_size=1, max_size=150).filter(lambda s: s.strip() != "")
+tricky_names = st.one_of(
+    names_st,
+    st.sampled_from(
+        ["..", "../x", "/etc/passwd", "a/../../b", "CON", "nul.txt", "Com1", ".hidden", "-rf"]
+        + ["a\\b", "日本語", "é", "x" * 300, "\x00", " . ", "a\u2028b", "fox", "Fox"]
+    ),
+)
+prompt_st = st.text(min_size=1, max_size=40).filter(
+    lambda s: s.strip() and "{" not in s and "}" not in s
+)
+
+
+_YAML_UNSAFE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\x85\u2028\u2029]"
+)
+
+
+def yaml_text(data: Any) -> str:
+    """JSON (a subset of YAML) with the characters PyYAML treats specially escaped."""
+    text = json.dumps(data, ensure_ascii=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def assert_safe(stem: str) -> None:
+    assert SAFE.match(stem), stem
+    assert ".." not in stem and not stem.endswith(".")
+    assert len(stem) <= names.MAX_STEM
+    assert stem.split(".", 1)[0].upper() not in RESERVED
+    base = Path("/srv/outputs/run")
+    assert os.path.normpath(base / f"{stem}.mp4").startswith(str(base) + os.sep)
+    assert os.path.basename(stem) == stem
+
+
+@given(tricky_names)
+@FAST
+def test_slug_is_always_a_safe_file_name(name: str) -> None:
+    assert_safe(names.slug(name))
+    assert_safe(names.output_stem(name, [names.name_part("prompt", name)], 3))
+
+
+@given(st.lists(tricky_names, min_size=1, max_size=8, unique_by=lambda s: s.strip()))
+@FAST
+def test_any_job_names_give_unique_keys_and_safe_unique_output_names(job_names: list[str]) -> None:
+    job_names = [n for n in job_names if n.strip()]
+    doc = {
+        "jobs": [
+            {"name": n, "prompt": "p", "sweep": {"cfg_scale": [0.1, 0.2]}, "repeat": 2}
+            for n in job_names
+        ]
+    }
+    jf = loads_jobfile(yaml_text(doc), path=Path("p.yaml"))
+    assert len(jf.jobs) == 4 * len(job_names)
+    assert len({j.key for j in jf.jobs}) == len(jf.jobs)
+    assert len({j.output_name.casefold() for j in jf.jobs}) == len(jf.jobs)
+    for j in jf.jobs:
+        assert_safe(j.output_name)
+        assert j.key.startswith("p/")
+
+
+def jobfile_text(data: dict[str, Any], order: list[int]) -> str:
+    """The same document with its mapping keys written in another order."""
+
+    def shuffle(value: Any, depth: int = 0) -> Any:
+        if isinstance(value, dict):
+            items = list(value.items())
+            k = order[depth % len(order)] % len(items) if items else 0
+            items = items[k:] + items[:k]
+            return {key: shuffle(v, depth + 1) for key, v in items}
+        if isinstance(value, list):
+            return [shuffle(v, depth + 1) for v in value]
+        return value
+
+    return yaml_text(shuffle(data))
+
+
+sweep_st = st.fixed_dictionaries(
+    {},
+    optional={
+        "cfg_scale": st.lists(
+            st.sampled_from([0, 0.25, 0.5, 1.0]), min_size=1, max_size=3, unique=True
+        ),
+        "aspect_ratio": st.lists(st.sampled_from(["16:9", "9:16", "1:1"]), min_size=1, unique=True),
+        "duration": st.lists(st.integers(3, 15), min_size=1, max_size=3, unique=True),
+        "prompt": st.lists(prompt_st, min_size=1, max_size=3, unique=True),
+    },
+)
+
+
+def entry(i: int, prompt: str, sweep: dict[str, Any], repeat: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": f"j{i}", "repeat": repeat}
+    if "prompt" not in sweep:
+        out["prompt"] = prompt  # a field is either set or swept, never both
+    if sweep:
+        out["sweep"] = sweep
+    return out
+
+
+@given(
+    st.lists(st.tuples(prompt_st, sweep_st, st.integers(1, 3)), min_size=1, max_size=4),
+    st.lists(st.integers(0, 7), min_size=1, max_size=5),
+)
+@FAST
+def test_expansion_is_deterministic_across_key_orders(
+    entries: list[tuple[str, dict[str, Any], int]], order: list[int]
+) -> None:
+    data = {
+        "name": "det",
+        "defaults": {"sound": False, "negative_prompt": "blur"},
+        "jobs": [entry(i, p, s, r) for i, (p, s, r) in enumerate(entries)],
+    }
+    a = loads_jobfile(jobfile_text(data, [0]), path=Path("d.yaml"))
+    b = loads_jobfile(jobfile_text(data, order), path=Path("d.yaml"))
+    again = loads_jobfile(jobfile_text(data, [0]), path=Path("d.yaml"))
+    view = [(j.key, j.fingerprint, j.output_name, dict(j.payload)) for j in a.jobs]
+    assert view == [(j.key, j.fingerprint, j.output_name, dict(j.payload)) for j in again.jobs]
+    assert sorted(view, key=str) == sorted(
+        ((j.key, j.fingerprint, j.output_name, dict(j.payload)) for j in b.jobs), key=str
+    )
+    assert len({j.key for j in a.jobs}) == len(a.jobs)
+
+
+payload_st = st.fixed_dictionaries(
+    {"prompt": prompt_st},
+    optional={
+        "duration": st.one_of(st.integers(3, 15), st.integers(3, 15).map(float)),
+        "cfg_scale": st.one_of(st.floats(0, 1), st.sampled_from([0, 1])),
+        "sound": st.booleans(),
+        "aspect_ratio": st.sampled_from(["16:9", "9:16", "1:1"]),
+        "negative_prompt": prompt_st,
+    },
+)
+
+
+def strict(value: Any) -> Any:
+    """A value where True and 1 differ but 5 and 5.0 do not (JSON's equality)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("num", float(value))
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    return value
+
+
+@given(payload_st, payload_st)
+@FAST
+def test_fingerprint_changes_iff_the_payload_changes(
+    p1: dict[str, Any], p2: dict[str, Any]
+) -> None:
+    doc = {"jobs": [{"name": "a", **p1}, {"name": "b", **p2}]}
+    jf = loads_jobfile(yaml_text(doc), path=Path("f.yaml"))
+    a, b = jf.jobs
+    assert strict(a.payload) == strict(p1) and strict(b.payload) == strict(p2)
+    assert (a.fingerprint == b.fingerprint) == (strict(p1) == strict(p2))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 30) | st.floats(-2, 20) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+shot_st = st.fixed_dictionaries(
+    {}, optional={"prompt": json_values, "duration": json_values, "extra": json_values}
+)
+any_payload_st = st.fixed_dictionaries(
+    {},
+    optional={
+        "prompt": json_values,
+        "duration": json_values,
+        "cfg_scale": json_values,
+        "sound": json_values,
+        "aspect_ratio": json_values,
+        "shot_type": json_values,
+        "multi_prompt": st.one_of(json_values, st.lists(shot_st, max_size=3)),
+    },
+)
+
+
+@given(any_payload_st)
+@settings(max_examples=150, deadline=None)
+def test_fieldwise_validation_equals_whole_object_validation(payload: dict[str, Any]) -> None:
+    schema = load_schema(DEFAULT_MODEL)
+    fast = Checker(parse("a: 1\n", file="x"), schema)
+    assert fast.fields is not None  # the bundled schema takes the fast path
+    slow = Checker(parse("a: 1\n", file="x"), schema)
+    slow.fields = None
+    assert set(fast.schema_findings(payload)) == set(slow.schema_findings(payload))
