@@ -149,12 +149,12 @@ def _search(page: Page, text: str) -> None:
 
 
 def test_state_filter_hides_and_shows_cards(page: Page) -> None:
-    assert page.eval("document.getElementById('shown').textContent") == "21 of 21 shown"
+    assert page.eval("document.getElementById('shown').textContent") == "20 of 20 jobs shown"
     _click_state(page, "done")
     visible = page.eval(VISIBLE_KEYS)
     assert sorted(visible) == ["cancelled", "failed", "pending", "unknown"]
     assert page.eval("document.getElementById('g0').hidden") is True
-    assert page.eval("document.getElementById('shown').textContent") == "4 of 21 shown"
+    assert page.eval("document.getElementById('shown').textContent") == "4 of 20 jobs shown"
     _click_state(page, "failed")
     _click_state(page, "unknown")
     assert sorted(page.eval(VISIBLE_KEYS)) == ["cancelled", "pending"]
@@ -184,7 +184,7 @@ def test_text_search_matches_prompts_shots_and_keys(page: Page) -> None:
     assert names() == ['hostile"><svg onload=alert(4)>']
     _search(page, "no such words anywhere")
     assert names() == [] and page.eval("document.getElementById('shown').textContent") == (
-        "0 of 21 shown"
+        "0 of 20 jobs shown"
     )
     _search(page, "")
     assert len(names()) == 21

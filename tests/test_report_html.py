@@ -210,6 +210,8 @@ def test_cards_show_shots_params_and_facts(records: list, run_dir: Path) -> None
 
 def test_state_filters_list_present_states_and_superseded_versions_are_apart(page: str) -> None:
     tree = parse(page)
+    summary = tree.all("p", "summary")[0].content()
+    assert "20 jobs" in summary and "done 16" in summary and "87 s of video" in summary
     boxes = [i.attrs["value"] for i in tree.all("input") if "data-state-filter" in i.attrs]
     assert boxes == ["done", "failed", "unknown", "cancelled", "pending"]
     (history,) = [s for s in tree.all("section") if s.attrs.get("id") == "history"]

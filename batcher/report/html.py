@@ -310,7 +310,9 @@ def _header(title: str, current: Sequence[JobRecord], all_states: Iterable[JobSt
     counts = Counter(r.state for r in current)
     present = set(all_states)
     done = [r for r in current if r.state is JobState.DONE]
-    seconds = sum(float(r.payload.get("duration", 0) or 0) for r in done)
+    seconds = sum(
+        d for r in done if isinstance(d := r.payload.get("duration"), int | float) and d > 0
+    )
     cost = sum(r.cost for r in done)
     runs = sorted({r.run for r in current})
     models = sorted({r.model for r in current})

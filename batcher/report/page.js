@@ -45,6 +45,8 @@
   var search = doc.getElementById("search");
   var shown = doc.getElementById("shown");
   var sections = Array.prototype.slice.call(doc.querySelectorAll("section.group"));
+  var superseded = cards.map(function (card) { return !!card.closest("#history"); });
+  var currentCount = superseded.filter(function (old) { return !old; }).length;
   function applyFilter() {
     var on = {};
     stateBoxes.forEach(function (box) { on[box.value] = box.checked; });
@@ -55,12 +57,12 @@
         return texts[i].indexOf(t) !== -1;
       });
       card.hidden = !ok;
-      if (ok) { count += 1; }
+      if (ok && !superseded[i]) { count += 1; }
     });
     sections.forEach(function (section) {
       section.hidden = !section.querySelector("article.card:not([hidden])");
     });
-    shown.textContent = count + " of " + cards.length + " shown";
+    shown.textContent = count + " of " + currentCount + " jobs shown";
   }
   stateBoxes.forEach(function (box) { box.addEventListener("change", applyFilter); });
   search.addEventListener("input", applyFilter);
