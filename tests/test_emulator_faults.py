@@ -218,6 +218,16 @@ def test_fail_rate_splits_outcomes(
     assert words == {"completed", "failed"}
 
 
+def test_fail_first_n_renders_of_a_payload(
+    srv: RunningEmulator, clock: FakeClock, http: httpx.Client
+) -> None:
+    emu = reset(srv, clock, "fail#2")
+    for _ in range(3):
+        assert submit(http, srv, "same").status_code == 200
+    assert [r.fail for r in emu.requests.values()] == [True, True, False]
+    assert [(f.kind, f.call) for f in emu.faults_injected] == [("fail", 0), ("fail", 1)]
+
+
 def _video_url(http: httpx.Client, srv: RunningEmulator, rid: str) -> str:
     body = http.get(srv.url(f"/v1/requests/{rid}/result"), headers=AUTH).json()
     url: str = body["output"]["video"]

@@ -170,7 +170,10 @@ class Emulator:
         with self.lock:
             sha = canonical_sha256(payload)
             identity = self.next_identity(sha)
-            gen = self.config.faults.decide(self.config.seed, "generate", identity, 0)
+            # generate: the payload is the identity and its k-th acceptance the call, so
+            # `fail#N` lets at most the first N renders of a payload fail.
+            occurrence = self._occurrences[sha]
+            gen = self.config.faults.decide(self.config.seed, "generate", sha, occurrence)
             request = Request(
                 request_id=request_id_for(self.config.seed, self._counter),
                 seq=self._counter,
