@@ -581,3 +581,9 @@ def test_unreadable_file_raises_job_file_error() -> None:
         load_jobfile(Path("nope.yaml"))
     Path("bom.yaml").write_bytes("\ufeffjobs: [p]\n".encode())
     assert len(load_jobfile(Path("bom.yaml")).jobs) == 1
+
+
+def test_empty_sections_and_a_default_repeat() -> None:
+    text = "vars:\nprices:\ndefaults:\n  repeat: 2\n"
+    jf = load(text + "jobs:\n  - A fox\n  - {prompt: An owl, repeat: 1}\n")
+    assert [j.key for j in jf.jobs] == ["t/job-1", "t/job-1#2", "t/job-2"]

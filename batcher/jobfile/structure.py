@@ -196,7 +196,7 @@ class Reader:
         return RunOptions(**got)
 
     def prices(self) -> dict[str, float]:
-        if "prices" not in self.root:
+        if self.root.get("prices") is None:
             return {}
         table = self.mapping(("prices",), self.root["prices"], "prices")
         out: dict[str, float] = {}
@@ -239,7 +239,8 @@ class Reader:
         return body
 
     def vars(self) -> dict[str, Value]:
-        table = self.mapping(("vars",), self.root.get("vars", {}), "vars") or {}
+        raw = self.root.get("vars")
+        table = {} if raw is None else self.mapping(("vars",), raw, "vars") or {}
         out: dict[str, Value] = {}
         for name, value in table.items():
             path: YPath = ("vars", name)
