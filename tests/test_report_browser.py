@@ -20,6 +20,12 @@ from tests.test_report_samples import CLIPS, sweep_run
 pytestmark = pytest.mark.browser
 
 CARDS = "document.querySelectorAll('article.card')"
+# Polls a JS condition once per frame for up to 5 s; true when it came to hold.
+WAIT_UNTIL = (
+    "new Promise(done => {{ const t0 = performance.now(); (function poll() {{"
+    " if ({0}) done(true); else if (performance.now() - t0 > 5000) done(false);"
+    " else requestAnimationFrame(poll); }})(); }})"
+)
 VISIBLE_KEYS = (
     f"[...{CARDS}].filter(c => !c.hidden && !c.closest('section').hidden).map(c => c.dataset.state)"
 )
@@ -106,7 +112,7 @@ def test_switching_axes_rebuilds_the_grid(page: Page) -> None:
 def test_videos_load_lazily_from_files_that_exist(page: Page, report: Path) -> None:
     total = page.eval("document.querySelectorAll('template.player').length")
     assert total == 17  # every done job, the superseded version included
-    page.eval("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    assert page.eval(WAIT_UNTIL.format("document.querySelector('video')"))
     early = page.eval("document.querySelectorAll('video').length")
     assert 0 < early < total  # only players near the viewport are in the page
     page.eval("document.querySelectorAll('details').forEach(d => d.open = true)")
@@ -115,7 +121,7 @@ def test_videos_load_lazily_from_files_that_exist(page: Page, report: Path) -> N
         " y += 300) { window.scrollTo(0, y); await new Promise(r => requestAnimationFrame("
         "() => requestAnimationFrame(r))); } done(); })"
     )
-    assert page.eval("document.querySelectorAll('template.player').length") == 0
+    assert page.eval(WAIT_UNTIL.format("!document.querySelector('template.player')"))
     urls = page.eval("[...document.querySelectorAll('video')].map(v => v.src)")
     assert len(urls) == total
     for url in urls:
