@@ -143,8 +143,10 @@ def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
         return Succeeded(outputs=output_urls(body), cost=ok_cost)
     if status in FAILURE:
         err = body.get("error")
-        text = _message({"error": err}) if err else _message(body)
-        return Failed(error=text)
+        if err:
+            return Failed(error=_message({"error": err}))
+        text = _message(body)
+        return Failed(error="" if text == "no message" else text)
     if status in CANCELLED:
         return Cancelled()
     if status in QUEUED:

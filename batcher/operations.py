@@ -117,6 +117,8 @@ def retry_jobs(store: Store, run: str | None, states: Sequence[JobState]) -> lis
             to = S.PENDING
             if job.state is S.FAILED and last and last[-1].outcome == "download_failed":
                 to = S.DOWNLOADING
-            if store.transition(job.id, job.state, to, error=None, reason="retry"):
+            if store.transition(
+                job.id, job.state, to, error=None, reason="retry", attempt_floor=job.attempts
+            ):
                 moved.append(job)
     return moved

@@ -55,7 +55,7 @@ class SchedulerConfig:
     poll_fast: float = 1.0
     prior_per_second: float = 30.0  # render seconds per video second before any is seen
     download_concurrency: int = 4
-    download_attempts: int = 5
+    download_attempts: int = 8
     max_download_bytes: int = DEFAULT_MAX_BYTES
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -104,7 +104,8 @@ class Scheduler:
             minimum=config.poll_min,
             maximum=config.poll_max,
             fast=config.poll_fast,
-            concurrency=config.concurrency, prior_per_second=config.prior_per_second,
+            concurrency=config.concurrency,
+            prior_per_second=config.prior_per_second,
         )
         self.summary = Summary()
         self._remote = 0  # jobs holding a remote slot
@@ -343,7 +344,7 @@ class Scheduler:
                     await self._fetch_result(self.store.job(job.id))
                 return
             elif isinstance(st, Failed):
-                self._remote_failed(job, state, st.error or "generation failed")
+                self._remote_failed(job, state, st.error or await self._failure_text(job))
                 return
             elif isinstance(st, Cancelled):
                 self._finish(job, state, S.CANCELLED, "cancelled remotely", "cancelled")
@@ -353,6 +354,17 @@ class Scheduler:
                     return
                 state, position = S.RUNNING, None
                 self.emit(Event("running", job.key, job.request_id or ""))
+
+    async def _failure_text(self, job: Job) -> str:
+        """The status said failed without a reason: the result usually carries it."""
+        assert job.handle is not None
+        try:
+            res = await self.client.result(job.handle, include_cost=False)
+        except errors.BatcherError as exc:
+            return f"generation failed (no reason given; result: {exc})"
+        if isinstance(res, Failed) and res.error:
+            return res.error
+        return "generation failed (no reason given)"
 
     async def _poll_error(self, job: Job, state: JobState, exc: errors.BatcherError) -> bool:
         """Handle a failed poll; True to keep polling."""
@@ -371,7 +383,11 @@ class Scheduler:
 
     def _sent(self, job: Job) -> int:
         """Remote attempts that reached (or may have reached) the API."""
-        return sum(1 for a in self.store.attempts(job.id) if a.outcome not in UNSENT)
+        return sum(
+            1
+            for a in self.store.attempts(job.id)
+            if a.number > job.attempt_floor and a.outcome not in UNSENT
+        )
 
     def _remote_failed(self, job: Job, state: JobState, error: str) -> None:
         """A failed attempt: back to pending while attempts remain, else failed for good."""

@@ -13,6 +13,7 @@ Invariants:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import time
@@ -77,6 +78,13 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m002_attempt_floor(db: sqlite_utils.Database) -> None:
+    # Attempts numbered at or below the floor were used before a manual `retry`; the
+    # attempt limit counts only the ones after it.
+    db.execute("ALTER TABLE jobs ADD COLUMN attempt_floor INTEGER NOT NULL DEFAULT 0")
+
+
 # Columns a caller may set through transition(); anything else is refused.
 SETTABLE = frozenset(
     {
@@ -89,9 +97,28 @@ SETTABLE = frozenset(
         "cost",
         "submitted_at",
         "finished_at",
+        "attempt_floor",
     }
 )
 INFLIGHT = (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)
+
+
+@contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """Serialise opening + migrating across processes (WAL switch and DDL race otherwise)."""
+    lock = Path(f"{path}.locks") / "open.lock"
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock, "a")
+    except OSError:  # read-only location: opening still works, just unserialised
+        yield
+        return
+    with fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -111,6 +138,7 @@ class Job:
     handle: Submitted | None
     attempts: int
     submitted_at: float | None
+    attempt_floor: int = 0  # attempts up to this number were used before a manual retry
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -134,6 +162,7 @@ class Job:
             handle=handle,
             attempts=row["attempts"],
             submitted_at=row["submitted_at"],
+            attempt_floor=row["attempt_floor"],
         )
 
 
@@ -178,6 +207,11 @@ class Store:
             if not create:
                 raise StateError(f"{path}: no state database here (run `batcher run FILE` first)")
             path.parent.mkdir(parents=True, exist_ok=True)
+        with _opening(path):
+            return cls._connect(path, clock)
+
+    @classmethod
+    def _connect(cls, path: Path, clock: Callable[[], float]) -> Store:
         try:
             conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
             conn.row_factory = sqlite3.Row

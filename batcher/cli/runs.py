@@ -27,6 +27,7 @@ from batcher.jobfile import load_jobfile
 from batcher.locks import RunLock
 from batcher.models import JobState
 from batcher.operations import cancel_runs, retry_jobs, status_data
+from batcher.retry import Backoff
 from batcher.scheduler import SchedulerConfig, Summary
 from batcher.session import drive, record_runs
 from batcher.settings import ApiSettings
@@ -82,6 +83,18 @@ def _run_options(fn: Any) -> Any:
             help="Shortest poll interval in seconds (default 1).",
         ),
         click.option(
+            "--poll-max",
+            type=click.FloatRange(0.01),
+            default=None,
+            help="Longest poll interval in seconds (default 30).",
+        ),
+        click.option(
+            "--backoff-base",
+            type=click.FloatRange(0.001),
+            default=None,
+            help="First retry delay in seconds; doubles up to 60 (default 1).",
+        ),
+        click.option(
             "--submit-interval",
             type=click.FloatRange(0),
             default=None,
@@ -122,6 +135,8 @@ def _config(stored: dict[str, Any], flags: dict[str, Any], *, emulator: bool) ->
         deadline=pick("deadline", pick("deadline_s", None)),
         poll_min=float(pick("poll_min", fast)),
         poll_fast=float(pick("poll_min", fast)),
+        poll_max=float(pick("poll_max", 30.0)),
+        backoff=Backoff(base=float(pick("backoff_base", 1.0))),
         submit_interval=float(pick("submit_interval", 0.0)),
     )
 
@@ -134,6 +149,8 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
         "on_unknown",
         "deadline",
         "poll_min",
+        "poll_max",
+        "backoff_base",
         "submit_interval",
     )
     return {n: kw[n] for n in names if kw.get(n) is not None}
@@ -183,17 +200,7 @@ def _finish(store: Store, runs: Sequence[str], s: Summary, out_dirs: dict[str, P
     click.echo(f"\n{total} jobs: {line}; spend ${store.committed_spend(runs):.2f} committed")
     for run, folder in out_dirs.items():
         click.echo(f"outputs of {run}: {folder}")
-    attention = store.jobs(runs, [JobState.FAILED, JobState.UNKNOWN])
-    for job in attention[:20]:
-        rec = store.record(job.id)
-        click.echo(f"  {rec.state.value:<8} {rec.key}: {rec.error or ''}")
-    if len(attention) > 20:
-        click.echo(f"  ... and {len(attention) - 20} more (batcher status)")
-    if any(j.state is JobState.UNKNOWN for j in attention):
-        click.echo(
-            "unknown outcome: check your RunComfy dashboard before resubmitting; "
-            "`batcher retry --unknown` resubmits them on purpose"
-        )
+    needs_care = _attention(store, runs)
     if s.fatal is not None:
         err(f"batcher: error: the API refused the token: {s.fatal}")
         return EXIT_AUTH
@@ -208,7 +215,25 @@ def _finish(store: Store, runs: Sequence[str], s: Summary, out_dirs: dict[str, P
     if s.stop_reason == "balance":
         click.echo("stopped submitting: insufficient balance; top up, then `batcher resume`")
     left = sum(counts.get(x.value, 0) for x in UNFINISHED)
-    return EXIT_OK if not attention and not left else EXIT_FAILED
+    return EXIT_OK if not needs_care and not left else EXIT_FAILED
+
+
+def _attention(store: Store, runs: Sequence[str]) -> int:
+    """List failed and unknown-outcome jobs; EXIT_FAILED if there are any."""
+    attention = store.jobs(runs, [JobState.FAILED, JobState.UNKNOWN])
+    for job in attention[:20]:
+        rec = store.record(job.id)
+        click.echo(f"  {rec.state.value:<8} {rec.key}: {rec.error or ''}")
+    if len(attention) > 20:
+        click.echo(f"  ... and {len(attention) - 20} more (batcher status)")
+    if any(j.state is JobState.UNKNOWN for j in attention):
+        click.echo(
+            "unknown outcome: check your RunComfy dashboard before resubmitting; "
+            "`batcher retry --unknown` resubmits them on purpose"
+        )
+    if any(j.state is JobState.FAILED for j in attention):
+        click.echo("failed: `batcher retry` puts them back, then `batcher resume`")
+    return EXIT_FAILED if attention else EXIT_OK
 
 
 @click.command()
@@ -263,7 +288,7 @@ def resume(state_path: Path, base_url: str | None, **kw: Any) -> None:
         runs = sorted({j.run for j in pending})
         if not runs:
             click.echo("nothing to resume: every job is finished (see `batcher status`)")
-            sys.exit(EXIT_OK)
+            sys.exit(_attention(store, store.run_names()))
         groups: dict[bool, list[str]] = {}
         for r in runs:
             emu = store.run_info(r).options.get("api") == "emulator" or kw["emulator"]
@@ -349,4 +374,3 @@ def retry(
 
 
 COMMANDS: list[click.Command] = [run, resume, status, cancel, retry]
-
