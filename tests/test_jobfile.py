@@ -587,3 +587,16 @@ def test_empty_sections_and_a_default_repeat() -> None:
     text = "vars:\nprices:\ndefaults:\n  repeat: 2\n"
     jf = load(text + "jobs:\n  - A fox\n  - {prompt: An owl, repeat: 1}\n")
     assert [j.key for j in jf.jobs] == ["t/job-1", "t/job-1#2", "t/job-2"]
+
+
+def test_cost_of_a_schema_whose_duration_is_not_a_number() -> None:
+    schema = {
+        "x-model-id": "acme/text-duration",
+        "x-price": {"usd": 0.1},
+        "type": "object",
+        "properties": {"prompt": {"type": "string"}, "duration": {"type": "string"}},
+    }
+    jf = load(
+        'schema: m.json\njobs:\n  - {prompt: p, duration: "5s"}\n', m__json=json.dumps(schema)
+    )
+    assert jf.jobs[0].cost == pytest.approx(0.5)  # the 5 s fallback, not a crash

@@ -267,6 +267,9 @@ def finish(
         if fp is None:
             fp = fingerprints[d.canon] = names.fingerprint(model, d.canon)
         billed = {"sound": True if sound is None else sound, **d.payload}
+        seconds = billed.get("duration")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+            billed["duration"] = default_duration  # a user schema may type it otherwise
         specs.append(
             JobSpec(
                 run=run,

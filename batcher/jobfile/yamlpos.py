@@ -30,7 +30,7 @@ YPath = tuple[str | int, ...]
 Pos = tuple[int, int]
 
 MAX_DEPTH = 64  # job files are shallow; deeper nesting is a mistake (or an attack)
-MAX_NODES = 2_000_000  # guards against alias bombs ("billion laughs")
+MAX_REVISITS = 100_000  # nodes reached again through aliases: stops "billion laughs"
 
 _FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _T = "tag:yaml.org,2002:"
@@ -111,7 +111,7 @@ def _raise_syntax_error(text: str, file: str) -> None:
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem:
-            what = f"{exc.problem} ({exc.context}"
+            what = f"{exc.problem.removeprefix('but ')} ({exc.context}"
             cm = exc.context_mark
             if cm is not None and mark is not None and cm.line != mark.line:
                 what += f" at line {cm.line + 1}, col {cm.column + 1}"
@@ -144,18 +144,19 @@ class _Builder:
     def __init__(self, doc: Doc, constructor: yaml.SafeLoader) -> None:
         self.doc = doc
         self.ctor = constructor
-        self.count = 0
+        self.revisits = 0
+        self.built: set[int] = set()  # ids of collection nodes already walked once
         self.active: set[int] = set()  # node ids on the current path (recursive aliases)
 
     def build(self, root: Node) -> None:
         self.doc.data = self.node(root, ())
 
     def node(self, node: Node, path: YPath) -> Any:
-        self.count += 1
-        if self.count > MAX_NODES:
-            raise JobFileInvalid(
-                [self.doc.problem(_pos(node), "", "document too large after expanding aliases")]
-            )
+        if id(node) in self.built:
+            self.revisits += len(node.value)
+            if self.revisits > MAX_REVISITS:
+                what = "document too large after expanding aliases"
+                raise JobFileInvalid([self.doc.problem(_pos(node), "", what)])
         self.doc.values[path] = _pos(node)
         if isinstance(node, ScalarNode):
             return self.scalar(node, path)
@@ -168,6 +169,7 @@ class _Builder:
         if node.tag not in _COLLECTION_TAGS:
             self.error(node, path, f"unsupported YAML tag {_short(node.tag)}")
         self.active.add(id(node))
+        self.built.add(id(node))
         try:
             if isinstance(node, SequenceNode):
                 return [self.node(item, (*path, i)) for i, item in enumerate(node.value)]
