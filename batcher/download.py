@@ -77,6 +77,8 @@ async def download(
             await _stream_to(resp, part, append=append, start=start, max_bytes=max_bytes)
     except httpx.TransportError as exc:
         raise DownloadError(f"download interrupted: {type(exc).__name__}: {exc}") from exc
+    except OSError as exc:  # disk full, permissions: fail this file, not the whole run
+        raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from exc
     size = part.stat().st_size
     if total is not None and size != total:
         raise DownloadError(f"download truncated: {size} of {total} bytes")

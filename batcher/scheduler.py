@@ -38,6 +38,7 @@ from batcher.store import Job, Store
 
 S = JobState
 UNSENT = ("not_sent", "rejected")
+MAX_HICCUPS = 50  # API errors tolerated while fetching one result
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -437,29 +438,46 @@ class Scheduler:
     # -- results and downloads ---------------------------------------------------
 
     async def _fetch_result(self, job: Job) -> None:
-        """downloading -> done: fetch fresh output URLs and download every file."""
+        """downloading -> done: fetch fresh output URLs and download every file.
+
+        API hiccups (429, 5xx, dropped answers) wait on the shared back-off; only download
+        failures use up the job's download attempts. A failure here is recorded as
+        `download_failed`, so `batcher retry` downloads again instead of re-rendering.
+        """
         assert job.handle is not None
-        for attempt in range(1, self.cfg.download_attempts + 1):
+        failures = hiccups = 0
+        while True:
             await self.breaker.wait()
             try:
                 res = await self.client.result(job.handle)
+            except errors.BatcherError as exc:
+                action = classify(exc, is_submit=False)
+                if action is Action.RETRY and hiccups < MAX_HICCUPS:
+                    hiccups += 1
+                    self.breaker.failure(getattr(exc, "retry_after", None))
+                    continue
+                if action is Action.FATAL:
+                    self._fatal(exc)
+                    return
+                outcome = "failed" if action is Action.EXPIRED else "download_failed"
+                self._finish(job, S.DOWNLOADING, S.FAILED, f"result: {exc}", outcome)
+                return
+            self.breaker.success()
+            try:
                 if not isinstance(res, Succeeded) or not res.outputs:
-                    raise errors.MalformedAnswer(f"result is not a success with outputs: {res}")
+                    raise errors.DownloadError(f"result is not a success with outputs: {res}")
                 async with self._downloads:
                     files = await self._download_all(job, res.outputs)
-            except errors.AuthError as exc:
-                self._fatal(exc)
-                return
-            except errors.BatcherError as exc:
-                if isinstance(exc, errors.RequestNotFound | errors.InvalidInput):
-                    attempt = self.cfg.download_attempts
-                if attempt >= self.cfg.download_attempts:
+            except errors.DownloadError as exc:
+                failures += 1
+                if failures >= self.cfg.download_attempts:
                     self._finish(
                         job, S.DOWNLOADING, S.FAILED, f"download failed: {exc}", "download_failed"
                     )
                     return
                 self.emit(Event("retry", job.key, f"download: {exc}"))
-                await self.sleep(self.cfg.backoff.delay(attempt, rng=self.rng))
+                if not isinstance(exc, errors.UrlExpired):
+                    await self.sleep(self.cfg.backoff.delay(failures, rng=self.rng))
                 continue
             self._done(job, files, res.cost)
             return

@@ -301,3 +301,27 @@ async def test_resume_follows_jobs_already_in_flight(tmp_path: Path) -> None:
     again = await h.run()
     assert again.submitted == 0
     assert set(h.states().values()) == {"done"}
+
+
+async def test_rate_limits_while_fetching_results_do_not_fail_jobs(tmp_path: Path) -> None:
+    faults = parse_faults(["429:1:0.01@result#4", "5xx:1@result#2"])
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, faults=faults))
+    h.store.sync_jobs("r", specs(2))
+    await h.run(download_attempts=2)
+    assert set(h.states().values()) == {"done"}
+    assert_files_intact(h)
+
+
+async def test_a_failed_download_is_retried_as_a_download_not_a_new_render(tmp_path: Path) -> None:
+    from batcher.operations import retry_jobs
+
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, faults=parse_faults(["truncate:1#3"])))
+    h.store.sync_jobs("r", specs(1))
+    await h.run(download_attempts=2)
+    [rec] = h.store.records("r")
+    assert rec.state is JobState.FAILED and "download failed" in (rec.error or "")
+    [moved] = retry_jobs(h.store, "r", [JobState.FAILED])
+    assert h.store.job(moved.id).state is JobState.DOWNLOADING
+    await h.run(download_attempts=2)
+    assert set(h.states().values()) == {"done"} and len(h.emulator.submissions) == 1
+    assert_files_intact(h)
