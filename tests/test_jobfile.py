@@ -600,3 +600,11 @@ def test_cost_of_a_schema_whose_duration_is_not_a_number() -> None:
         'schema: m.json\njobs:\n  - {prompt: p, duration: "5s"}\n', m__json=json.dumps(schema)
     )
     assert jf.jobs[0].cost == pytest.approx(0.5)  # the 5 s fallback, not a crash
+
+
+def test_exponent_numbers_are_numbers() -> None:
+    jf = load("jobs:\n  - {prompt: p, cfg_scale: 1e-3}\n")  # YAML 1.1 would read text
+    assert jf.jobs[0].payload["cfg_scale"] == 0.001
+    assert problems("jobs:\n  - {prompt: p, cfg_scale: '1e-3'}\n") == [
+        "t.yaml:2:28: jobs[0].cfg_scale: must be a number, not '1e-3' (remove the quotes)"
+    ]

@@ -21,7 +21,6 @@ import math
 from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
-import yaml
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
@@ -29,7 +28,7 @@ from batcher.errors import Problem
 from batcher.jobfile.expand import Draft
 from batcher.jobfile.spec import Origin, nested
 from batcher.jobfile.structure import did_you_mean
-from batcher.jobfile.yamlpos import Doc, YPath
+from batcher.jobfile.yamlpos import Doc, YPath, bare_value
 from batcher.schema import ModelSchema
 
 MAX_PROMPT = 2500
@@ -214,10 +213,7 @@ def _unquote_hint(value: Any, types: list[str]) -> str:
     """` (remove the quotes)` when the text, unquoted, would be the wanted type."""
     if not isinstance(value, str):
         return ""
-    try:
-        bare = yaml.safe_load(value)
-    except yaml.YAMLError:
-        return ""
+    bare = bare_value(value)
     wanted = {
         "integer": isinstance(bare, int) and not isinstance(bare, bool),
         "number": isinstance(bare, int | float) and not isinstance(bare, bool),

@@ -17,6 +17,7 @@ Invariants:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,11 +33,33 @@ Pos = tuple[int, int]
 MAX_DEPTH = 64  # job files are shallow; deeper nesting is a mistake (or an attack)
 MAX_REVISITS = 100_000  # nodes reached again through aliases: stops "billion laughs"
 
-_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_EXP_FLOAT = re.compile(
+    r"^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+|[-+]?\.[0-9_]+[eE][-+]?[0-9]+)$"
+)
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """SafeLoader that also reads 1e-5 and 2.5e3 as numbers (YAML 1.1 wants a dot and a sign)."""
+
+
+class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """The same, over libyaml when it is installed."""
+
+
+for _cls in (_SafeLoader, _FastLoader):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789."))
 _T = "tag:yaml.org,2002:"
 _KEEP_TEXT = {_T + "timestamp"}  # dates stay text: a prompt is never a datetime
 _SCALAR_TAGS = {_T + "null", _T + "bool", _T + "int", _T + "float"}
 _COLLECTION_TAGS = {_T + "map", _T + "seq"}
+
+
+def bare_value(text: str) -> Any:
+    """What `text` would mean written unquoted (None when it is not valid YAML)."""
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # a SafeLoader subclass: safe
+    except yaml.YAMLError:
+        return None
 
 
 def fmt_path(path: YPath) -> str:
@@ -83,7 +106,7 @@ def parse(text: str, *, file: str) -> Doc:
     """Parse one YAML document; raise `JobFileInvalid` on a syntax error."""
     doc = Doc(file=file, text=text)
     try:
-        root = _compose(text, _FAST_LOADER)
+        root = _compose(text, _FastLoader)
     except yaml.YAMLError:
         _raise_syntax_error(text, file)
         raise  # pragma: no cover - _raise_syntax_error always raises
@@ -105,7 +128,7 @@ def _compose(text: str, loader_cls: Any) -> Node | None:
 
 def _raise_syntax_error(text: str, file: str) -> None:
     try:
-        _compose(text, yaml.SafeLoader)
+        _compose(text, _SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
