@@ -6,7 +6,6 @@ adaptive poll interval. Pure arithmetic over an injected clock; the only waiting
 from __future__ import annotations
 
 import random
-import statistics
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -48,14 +47,17 @@ class Breaker:
 class PollPlanner:
     """Adaptive poll intervals from queue position, elapsed time and render times seen.
 
-    Far from the expected finish it polls rarely (half the remaining time, capped); near
-    or past it, every `fast` seconds, so completion is noticed within a couple of seconds.
+    - Nothing seen yet in this run: intervals grow with the time already waited
+      (a quarter of it), so a long render costs few requests.
+    - Render times seen: sleep until the earliest plausible finish (10th percentile of
+      seconds per video second), then poll briskly (`fast`, or 3% of the time waited)
+      through the likely window (to the 90th percentile), then grow again.
+    - Queued behind others: wait about the time the jobs ahead should take.
+    Times count from when the job was first seen running when known, else from submit.
     """
 
-    minimum: float = 1.0
-    maximum: float = 30.0
-    fast: float = 1.0
-    prior_per_second: float = 30.0  # render seconds per video second before any is seen
+    fast: float = 1.0  # the shortest interval
+    maximum: float = 30.0  # the longest interval
     concurrency: int = 1
     seen: list[float] = field(default_factory=list)  # render seconds per video second
 
@@ -64,15 +66,36 @@ class PollPlanner:
             self.seen.append(render_seconds / video_seconds)
             del self.seen[:-200]
 
-    def expected(self, video_seconds: float) -> float:
-        rate = statistics.median(self.seen) if self.seen else self.prior_per_second
-        return rate * max(video_seconds, 1.0)
+    def bounds(self, video_seconds: float) -> tuple[float, float]:
+        """Earliest and latest plausible render time for this length of video."""
+        rates = sorted(self.seen) or [0.0]
+        lo = rates[int(0.1 * (len(rates) - 1))]
+        hi = rates[int(round(0.9 * (len(rates) - 1)))]
+        v = max(video_seconds, 1.0)
+        return lo * v, hi * v
 
-    def interval(self, *, elapsed: float, video_seconds: float, position: int | None) -> float:
+    def interval(
+        self,
+        *,
+        elapsed: float,
+        video_seconds: float,
+        position: int | None,
+        running_for: float | None = None,
+    ) -> float:
         """Seconds until the next status poll of one job."""
-        remaining = self.expected(video_seconds) - elapsed
-        if position:
-            remaining += position * self.expected(video_seconds) / max(1, self.concurrency)
-        if remaining <= 2 * self.fast:
-            return self.fast
-        return min(self.maximum, max(self.minimum, remaining / 2))
+        if position and self.seen:
+            lo, hi = self.bounds(video_seconds)
+            return self._clamp(position * (lo + hi) / 2 / max(1, self.concurrency))
+        t = running_for if running_for is not None else elapsed
+        if not self.seen:
+            return self._clamp(0.25 * t)
+        lo, hi = self.bounds(video_seconds)
+        brisk = max(self.fast, 0.03 * t)
+        if t + brisk < lo:
+            return self._clamp(lo - t)
+        if t <= hi + brisk:
+            return min(brisk, self.maximum)
+        return self._clamp(0.25 * (t - hi))
+
+    def _clamp(self, seconds: float) -> float:
+        return min(self.maximum, max(self.fast, seconds))

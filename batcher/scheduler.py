@@ -53,8 +53,6 @@ class SchedulerConfig:
     deadline: float | None = None  # seconds from submit
     poll_min: float = 1.0
     poll_max: float = 30.0
-    poll_fast: float = 1.0
-    prior_per_second: float = 30.0  # render seconds per video second before any is seen
     download_concurrency: int = 4
     download_attempts: int = 8
     max_download_bytes: int = DEFAULT_MAX_BYTES
@@ -102,11 +100,7 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.breaker = Breaker(clock, sleep, config.backoff, self.rng)
         self.planner = PollPlanner(
-            minimum=config.poll_min,
-            maximum=config.poll_max,
-            fast=config.poll_fast,
-            concurrency=config.concurrency,
-            prior_per_second=config.prior_per_second,
+            fast=config.poll_min, maximum=config.poll_max, concurrency=config.concurrency
         )
         self.summary = Summary()
         self._remote = 0  # jobs holding a remote slot
@@ -319,14 +313,22 @@ class Scheduler:
         """Poll one remote job until it leaves the remote states."""
         state, position = job.state, None
         started = job.submitted_at or self.clock()
+        running_since: float | None = None  # when this process first saw it in progress
         video = float(job.payload.get("duration", 5))
         while True:
-            elapsed = self.clock() - started
+            now = self.clock()
+            elapsed = now - started
             if self.cfg.deadline is not None and elapsed > self.cfg.deadline:
                 await self._deadline(job, state)
                 return
+            running_for = now - running_since if running_since is not None else None
             await self.sleep(
-                self.planner.interval(elapsed=elapsed, video_seconds=video, position=position)
+                self.planner.interval(
+                    elapsed=elapsed,
+                    video_seconds=video,
+                    position=position,
+                    running_for=running_for,
+                )
             )
             await self.breaker.wait()
             assert job.handle is not None
@@ -340,7 +342,7 @@ class Scheduler:
             if isinstance(st, Queued):
                 position = st.position
             elif isinstance(st, Succeeded):
-                self.planner.observe(self.clock() - started, video)
+                self.planner.observe(self.clock() - (running_since or started), video)
                 if self.store.transition(job.id, state, S.DOWNLOADING):
                     await self._fetch_result(self.store.job(job.id))
                 return
@@ -350,11 +352,15 @@ class Scheduler:
             elif isinstance(st, Cancelled):
                 self._finish(job, state, S.CANCELLED, "cancelled remotely", "cancelled")
                 return
-            elif state is S.QUEUED:
-                if not self.store.transition(job.id, S.QUEUED, S.RUNNING):
-                    return
-                state, position = S.RUNNING, None
-                self.emit(Event("running", job.key, job.request_id or ""))
+            else:
+                position = None
+                if running_since is None:
+                    running_since = self.clock()
+                if state is S.QUEUED:
+                    if not self.store.transition(job.id, S.QUEUED, S.RUNNING):
+                        return
+                    state = S.RUNNING
+                    self.emit(Event("running", job.key, job.request_id or ""))
 
     async def _failure_text(self, job: Job) -> str:
         """The status said failed without a reason: the result usually carries it."""

@@ -21,9 +21,7 @@ pytestmark = pytest.mark.anyio
 MODEL = "kling/kling-3.0/pro/text-to-video"
 FAST = dict(
     poll_min=0.005,
-    poll_fast=0.005,
     poll_max=0.05,
-    prior_per_second=0.001,
     backoff=Backoff(base=0.005, cap=0.02, retry_after_cap=0.02),
 )
 

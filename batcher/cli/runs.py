@@ -33,8 +33,6 @@ from batcher.session import drive, record_runs
 from batcher.settings import ApiSettings
 from batcher.store import Store
 
-EMULATOR_SPEED = 0.02  # the emulator's default seconds of work per second of video
-
 UNFINISHED = (
     JobState.PENDING,
     JobState.SUBMITTING,
@@ -125,16 +123,13 @@ def _config(stored: dict[str, Any], flags: dict[str, Any], *, emulator: bool) ->
     conc = int(pick("concurrency", 8))
     # The in-process emulator renders in a fraction of a second: poll it briskly.
     fast = 0.2 if emulator else 1.0
-    prior = EMULATOR_SPEED if emulator else 30.0
     return SchedulerConfig(
-        prior_per_second=prior,
         concurrency=conc,
         max_cost=pick("max_cost", None),
         max_attempts=int(pick("max_attempts", 3)),
         on_unknown=str(pick("on_unknown", "hold")),
         deadline=pick("deadline", pick("deadline_s", None)),
         poll_min=float(pick("poll_min", fast)),
-        poll_fast=float(pick("poll_min", fast)),
         poll_max=float(pick("poll_max", 30.0)),
         backoff=Backoff(base=float(pick("backoff_base", 1.0))),
         submit_interval=float(pick("submit_interval", 0.0)),

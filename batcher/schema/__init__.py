@@ -72,7 +72,7 @@ def _parse(text: str, origin: str) -> ModelSchema:
         raise SchemaError(f"{origin}: not a valid JSON Schema: {exc.message}") from exc
     model_id = data.get("x-model-id")
     if not isinstance(model_id, str) or not model_id:
-        raise SchemaError(f"{origin}: missing \"x-model-id\" (the model id this schema is for)")
+        raise SchemaError(f'{origin}: missing "x-model-id" (the model id this schema is for)')
     p = data.get("x-price") or {}
     price = Price(
         unit=str(p.get("unit", "second")),
