@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/batcher run jobs/demo.yaml --emulator --state state/demo.db --out outputs/ --report
+	$(BIN)/batcher run jobs/demo.yaml --emulator --report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
