@@ -96,7 +96,9 @@ async def _stream_to(
     resp: httpx.Response, part: Path, *, append: bool, start: int, max_bytes: int
 ) -> None:
     written = start
-    with open(part, "ab" if append else "wb") as fh:
+    # Opening (creating) a file can take a millisecond on some filesystems: off the loop.
+    fh = await anyio.to_thread.run_sync(open, part, "ab" if append else "wb")
+    with fh:
         async for chunk in resp.aiter_raw(CHUNK):
             written += len(chunk)
             if written > max_bytes:
@@ -106,8 +108,6 @@ async def _stream_to(
             fh.write(chunk)
             fh.flush()
             crash_point("mid_download")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _verify_and_commit(part: Path, dest: Path, size: int) -> Downloaded:
@@ -117,24 +117,15 @@ def _verify_and_commit(part: Path, dest: Path, size: int) -> Downloaded:
         digest.update(head)
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
+        # Bytes reach the disk before the final name does (power loss included); the
+        # rename itself needs no directory fsync: if it is lost, `.part` is fetched again.
+        os.fsync(fh.fileno())
     if dest.suffix.lower() in VIDEO_SUFFIXES and head[4:8] != b"ftyp":
         part.unlink(missing_ok=True)
         raise DownloadError("downloaded file is not an MP4 (no ISO BMFF 'ftyp' box)")
     crash_point("before_rename")
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
     return Downloaded(dest, size, digest.hexdigest())
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_json_atomic(path: Path, text: str) -> None:

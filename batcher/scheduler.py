@@ -485,7 +485,7 @@ class Scheduler:
                 if not isinstance(exc, errors.UrlExpired):
                     await self.sleep(self.cfg.backoff.delay(failures, rng=self.rng))
                 continue
-            self._done(job, files, res.cost)
+            await self._done(job, files, res.cost)
             return
 
     async def _download_all(self, job: Job, urls: Sequence[str]) -> list[OutputFile]:
@@ -502,14 +502,15 @@ class Scheduler:
             )
         return files
 
-    def _done(self, job: Job, files: list[OutputFile], cost: float | None) -> None:
+    async def _done(self, job: Job, files: list[OutputFile], cost: float | None) -> None:
         now = self.clock()
         if cost is not None:
             self.store.set_attempt_cost(job.id, cost)
         fields: dict[str, Any] = {"outputs": files, "finished_at": now, "error": None}
         if cost is not None:
             fields["cost"] = cost
-        write_sidecar(self.store.record(job.id), self.out_dirs[job.run], files, now)
+        record = self.store.record(job.id)
+        await anyio.to_thread.run_sync(write_sidecar, record, self.out_dirs[job.run], files, now)
         crash_point("before_done")
         if self.store.transition(
             job.id,
