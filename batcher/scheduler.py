@@ -21,10 +21,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
 
 from batcher import errors
 from batcher.client import RunComfyClient
@@ -35,6 +34,9 @@ from batcher.outputs import make_room, write_sidecar
 from batcher.pacing import Breaker, PollPlanner
 from batcher.retry import Action, Backoff, classify
 from batcher.store import Job, Store
+
+if TYPE_CHECKING:  # the scheduler passes the files client through; it makes no HTTP calls
+    import httpx
 
 S = JobState
 UNSENT = ("not_sent", "rejected")
