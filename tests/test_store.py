@@ -14,8 +14,14 @@ from batcher.store import Store, plan_marks
 
 def spec(key: str, prompt: str = "a fox", run: str = "r") -> JobSpec:
     return JobSpec(
-        run=run, key=f"{run}/{key}", name=key, model="m", payload={"prompt": prompt},
-        fingerprint=f"fp-{prompt}", output_name=key, cost=0.84,
+        run=run,
+        key=f"{run}/{key}",
+        name=key,
+        model="m",
+        payload={"prompt": prompt},
+        fingerprint=f"fp-{prompt}",
+        output_name=key,
+        cost=0.84,
     )
 
 
@@ -122,3 +128,29 @@ def test_plan_marks_new_done_changed(store: Store) -> None:
 def test_unknown_run_error_lists_known_runs(store: Store) -> None:
     with pytest.raises(StateError, match=r"runs: r"):
         store.run_info("other")
+
+
+def test_a_previous_version_database_is_migrated_with_its_data(tmp_path: Path) -> None:
+    """A database made by the first release (m001 only) opens, migrates and keeps its jobs."""
+    import sqlite_utils
+
+    from batcher.store import m001_initial
+
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    m001_initial(old)
+    old.execute("CREATE TABLE _sqlite_migrations (migration_set TEXT, name TEXT, applied_at TEXT)")
+    old.execute("INSERT INTO _sqlite_migrations VALUES ('batcher', 'm001_initial', 'then')")
+    old.execute("INSERT INTO runs VALUES ('r', 'm', NULL, '/out', '{}', 1, 1)")
+    old.execute(
+        "INSERT INTO jobs (run, key, version, name, model, fingerprint, payload, output_name,"
+        " state, attempts, created_at, updated_at) VALUES"
+        " ('r', 'r/a', 1, 'a', 'm', 'fp', '{\"prompt\": \"x\"}', 'a', 'failed', 3, 1, 1)"
+    )
+    old.conn.commit()
+    old.close()
+    with Store.open(path) as store:
+        [job] = store.jobs(["r"])
+        assert job.state is JobState.FAILED and job.attempt_floor == 0
+        assert store.transition(job.id, JobState.FAILED, JobState.PENDING, attempt_floor=3)
+        assert store.job(job.id).attempt_floor == 3
