@@ -14,6 +14,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import anyio
@@ -22,7 +23,7 @@ import httpx
 from batcher.crashpoints import crash_point
 from batcher.errors import DownloadError, UrlExpired
 
-CHUNK = 1 << 16
+SPILL = 8 << 20  # bytes held in memory before a download goes to its .part file
 DEFAULT_MAX_BYTES = 2 * 1024**3
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v")
 KNOWN_SUFFIXES = (*VIDEO_SUFFIXES, ".webm", ".png", ".jpg", ".jpeg", ".webp", ".gif")
@@ -57,9 +58,9 @@ async def download(
 ) -> Downloaded:
     """Fetch `url` into `dest` (resuming a `.part` left by an earlier try) and verify it."""
     part = part_path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
+    sink: _Sink | None = None
     try:
         async with http.stream("GET", url, headers=headers, timeout=timeout) as resp:
             if resp.status_code in (403, 404, 410):
@@ -70,19 +71,24 @@ async def download(
             if resp.status_code not in (200, 206):
                 raise DownloadError(f"output URL answered HTTP {resp.status_code}")
             append = resp.status_code == 206 and have > 0
-            start = have if append else 0
-            total = _expected_total(resp, start)
+            sink = _Sink(part, start=have if append else 0)
+            total = _expected_total(resp, sink.size)
             if total is not None and total > max_bytes:
                 raise DownloadError(f"file is {total} bytes, over the {max_bytes}-byte cap")
-            await _stream_to(resp, part, append=append, start=start, max_bytes=max_bytes)
+            async for chunk in resp.aiter_raw():  # as received: a drop loses nothing
+                await sink.write(chunk, max_bytes)
+                crash_point("mid_download")
+        if total is not None and sink.size != total:
+            raise DownloadError(f"download truncated: {sink.size} of {total} bytes")
+        return await anyio.to_thread.run_sync(sink.commit, dest)
     except httpx.TransportError as exc:
+        _keep(sink)
         raise DownloadError(f"download interrupted: {type(exc).__name__}: {exc}") from exc
+    except DownloadError:
+        _keep(sink)
+        raise
     except OSError as exc:  # disk full, permissions: fail this file, not the whole run
         raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from exc
-    size = part.stat().st_size
-    if total is not None and size != total:
-        raise DownloadError(f"download truncated: {size} of {total} bytes")
-    return await anyio.to_thread.run_sync(_verify_and_commit, part, dest, size)
 
 
 def _expected_total(resp: httpx.Response, start: int) -> int | None:
@@ -92,40 +98,86 @@ def _expected_total(resp: httpx.Response, start: int) -> int | None:
     return start + int(length)
 
 
-async def _stream_to(
-    resp: httpx.Response, part: Path, *, append: bool, start: int, max_bytes: int
-) -> None:
-    written = start
-    # Opening (creating) a file can take a millisecond on some filesystems: off the loop.
-    fh = await anyio.to_thread.run_sync(open, part, "ab" if append else "wb")
-    with fh:
-        async for chunk in resp.aiter_raw(CHUNK):
-            written += len(chunk)
-            if written > max_bytes:
-                fh.close()
-                part.unlink(missing_ok=True)
-                raise DownloadError(f"file exceeds the {max_bytes}-byte cap")
-            fh.write(chunk)
-            fh.flush()
-            crash_point("mid_download")
+def _keep(sink: _Sink | None) -> None:
+    """After a failure, keep what arrived in `.part` so the next try resumes it."""
+    if sink is not None and not sink.finished:
+        try:
+            sink.spill()
+            sink.close()
+        except OSError:
+            pass
 
 
-def _verify_and_commit(part: Path, dest: Path, size: int) -> Downloaded:
-    digest = hashlib.sha256()
-    with open(part, "rb") as fh:
-        head = fh.read(12)
-        digest.update(head)
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+class _Sink:
+    """The bytes of one download: held in memory up to SPILL, then in `NAME.part`.
+
+    Small files (most videos of a few seconds) thus cost one trip to a worker thread,
+    which writes, fsyncs, checks and renames them at once.
+    """
+
+    def __init__(self, part: Path, *, start: int) -> None:
+        self.part = part
+        self.start = start  # bytes already in .part (resumed with Range)
+        self.size = start
+        self.buf = bytearray()
+        self.fh: BinaryIO | None = None
+        self.digest = hashlib.sha256()
+        self.head = b""  # the first 12 bytes (the MP4 `ftyp` box header)
+        self.finished = False  # committed or discarded: nothing more to keep
+
+    async def write(self, chunk: bytes, max_bytes: int) -> None:
+        self.size += len(chunk)
+        if self.size > max_bytes:
+            self.close()
+            self.finished = True
+            self.part.unlink(missing_ok=True)
+            raise DownloadError(f"file exceeds the {max_bytes}-byte cap")
+        self.digest.update(chunk)
+        if len(self.head) < 12:
+            self.head += chunk[: 12 - len(self.head)]
+        if self.fh is None:
+            self.buf += chunk
+            if len(self.buf) >= SPILL:
+                await anyio.to_thread.run_sync(self.spill)
+        else:
+            self.fh.write(chunk)
+
+    def spill(self) -> None:
+        """Move the buffered bytes to `.part` (opening it) and write further chunks there."""
+        if self.fh is None:
+            self.part.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(self.part, "ab" if self.start else "wb")  # noqa: SIM115
+        self.fh.write(self.buf)
+        self.buf.clear()
+        self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+    def commit(self, dest: Path) -> Downloaded:
+        """Worker thread: write, fsync, check the MP4 header, rename to the final name."""
+        self.spill()
+        assert self.fh is not None
         # Bytes reach the disk before the final name does (power loss included); the
         # rename itself needs no directory fsync: if it is lost, `.part` is fetched again.
-        os.fsync(fh.fileno())
-    if dest.suffix.lower() in VIDEO_SUFFIXES and head[4:8] != b"ftyp":
-        part.unlink(missing_ok=True)
-        raise DownloadError("downloaded file is not an MP4 (no ISO BMFF 'ftyp' box)")
-    crash_point("before_rename")
-    os.replace(part, dest)
-    return Downloaded(dest, size, digest.hexdigest())
+        os.fsync(self.fh.fileno())
+        self.close()
+        self.finished = True
+        head = self.head
+        if self.start:  # resumed: the hash must cover the bytes of earlier tries too
+            with open(self.part, "rb") as fh:
+                head = fh.read(12)
+                self.digest = hashlib.sha256(head)
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    self.digest.update(block)
+        if dest.suffix.lower() in VIDEO_SUFFIXES and head[4:8] != b"ftyp":
+            self.part.unlink(missing_ok=True)
+            raise DownloadError("downloaded file is not an MP4 (no ISO BMFF 'ftyp' box)")
+        crash_point("before_rename")
+        os.replace(self.part, dest)
+        return Downloaded(dest, self.size, self.digest.hexdigest())
 
 
 def write_json_atomic(path: Path, text: str) -> None:

@@ -23,7 +23,9 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat() if ts is not None else None
 
 
-def sidecar_data(rec: JobRecord, files: list[OutputFile], finished_at: float) -> dict[str, Any]:
+def sidecar_data(
+    rec: JobRecord, files: list[OutputFile], finished_at: float, cost: float | None = None
+) -> dict[str, Any]:
     """What a sidecar says: enough to report, compare and re-run the job."""
     return {
         "key": rec.key,
@@ -49,16 +51,22 @@ def sidecar_data(rec: JobRecord, files: list[OutputFile], finished_at: float) ->
             if rec.submitted_at
             else None,
         },
-        "cost_usd": rec.cost,
+        "cost_usd": cost if cost is not None else rec.cost,
+        "cost_is_estimate": cost is None,
     }
 
 
 def write_sidecar(
-    rec: JobRecord, folder: Path, files: list[OutputFile], finished_at: float
+    rec: JobRecord,
+    folder: Path,
+    files: list[OutputFile],
+    finished_at: float,
+    cost: float | None = None,
 ) -> Path:
     """Write `<output_name>.json` next to the job's first file."""
     path = folder / f"{rec.output_name}.json"
-    text = json.dumps(sidecar_data(rec, files, finished_at), indent=2, ensure_ascii=False)
+    data = sidecar_data(rec, files, finished_at, cost)
+    text = json.dumps(data, indent=2, ensure_ascii=False)
     write_json_atomic(path, text + "\n")
     return path
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -346,7 +346,7 @@ class Scheduler:
             elif isinstance(st, Succeeded):
                 self.planner.observe(self.clock() - (running_since or started), video)
                 if self.store.transition(job.id, state, S.DOWNLOADING):
-                    await self._fetch_result(self.store.job(job.id))
+                    await self._fetch_result(replace(job, state=S.DOWNLOADING))
                 return
             elif isinstance(st, Failed):
                 self._remote_failed(job, state, st.error or await self._failure_text(job))
@@ -506,21 +506,16 @@ class Scheduler:
 
     async def _done(self, job: Job, files: list[OutputFile], cost: float | None) -> None:
         now = self.clock()
-        if cost is not None:
-            self.store.set_attempt_cost(job.id, cost)
         fields: dict[str, Any] = {"outputs": files, "finished_at": now, "error": None}
+        attempt: dict[str, Any] = {"outcome": "succeeded", "finished_at": now}
         if cost is not None:
-            fields["cost"] = cost
+            fields["cost"] = attempt["cost"] = cost
         record = self.store.record(job.id)
-        await anyio.to_thread.run_sync(write_sidecar, record, self.out_dirs[job.run], files, now)
+        await anyio.to_thread.run_sync(
+            write_sidecar, record, self.out_dirs[job.run], files, now, cost
+        )
         crash_point("before_done")
-        if self.store.transition(
-            job.id,
-            S.DOWNLOADING,
-            S.DONE,
-            attempt={"outcome": "succeeded", "finished_at": now},
-            **fields,
-        ):
+        if self.store.transition(job.id, S.DOWNLOADING, S.DONE, attempt=attempt, **fields):
             self.emit(Event("done", job.key, ", ".join(f.path for f in files)))
 
 
