@@ -182,17 +182,27 @@ def _drive(store: Store, runs: Sequence[str], api: ApiSettings, kw: dict[str, An
                     emulator_speed=kw.get("emulator_speed"),
                 )
             )
-        return _finish(store, runs, summary, out_dirs)
+        return _finish(store, runs, summary, out_dirs, emulated=api.emulator)
     finally:
         for lock in taken:
             lock.release()
 
 
-def _finish(store: Store, runs: Sequence[str], s: Summary, out_dirs: dict[str, Path]) -> int:
+def _finish(
+    store: Store,
+    runs: Sequence[str],
+    s: Summary,
+    out_dirs: dict[str, Path],
+    *,
+    emulated: bool,
+) -> int:
     counts = store.counts(runs)
     total = sum(counts.values())
     line = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    click.echo(f"\n{total} jobs: {line}; spend ${store.committed_spend(runs):.2f} committed")
+    spend = f"spend ${store.committed_spend(runs):.2f} committed"
+    if emulated:
+        spend += " (emulated: nothing billed)"
+    click.echo(f"\n{total} jobs: {line}; {spend}")
     for run, folder in out_dirs.items():
         click.echo(f"outputs of {run}: {folder}")
     needs_care = _attention(store, runs)
