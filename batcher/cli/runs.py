@@ -23,6 +23,7 @@ from batcher.cli.common import (
     state_option,
 )
 from batcher.cli.progress import Progress
+from batcher.client import Timeouts
 from batcher.jobfile import load_jobfile
 from batcher.locks import RunLock
 from batcher.models import JobState
@@ -104,6 +105,24 @@ def _run_options(fn: Any) -> Any:
             help="Use the built-in emulator in-process (no token, no network).",
         ),
         click.option("--emulator-speed", type=click.FloatRange(0), default=None, hidden=True),
+        click.option(
+            "--connect-timeout",
+            type=click.FloatRange(0.1),
+            default=None,
+            help="Seconds to wait for a connection to the API (default 10).",
+        ),
+        click.option(
+            "--read-timeout",
+            type=click.FloatRange(0.1),
+            default=None,
+            help="Seconds to wait for an API answer (default 60).",
+        ),
+        click.option(
+            "--max-file-size",
+            type=click.FloatRange(0.001),
+            default=None,
+            help="Largest output file to accept, in MB (default 2048).",
+        ),
         click.option("--no-progress", is_flag=True, help="Plain line-by-line output."),
         click.option("-v", "--verbose", is_flag=True, help="Show every event."),
         state_option,
@@ -133,7 +152,14 @@ def _config(stored: dict[str, Any], flags: dict[str, Any], *, emulator: bool) ->
         poll_max=float(pick("poll_max", 30.0)),
         backoff=Backoff(base=float(pick("backoff_base", 1.0))),
         submit_interval=float(pick("submit_interval", 0.0)),
+        max_download_bytes=int(float(pick("max_file_size", 2048.0)) * 1024 * 1024),
     )
+
+
+def _timeouts(stored: dict[str, Any], flags: dict[str, Any]) -> Timeouts:
+    connect = flags.get("connect_timeout") or stored.get("connect_timeout") or 10.0
+    read = flags.get("read_timeout") or stored.get("read_timeout") or 60.0
+    return Timeouts(connect=float(connect), read=float(read), write=float(read))
 
 
 def _flags(kw: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +173,9 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
         "poll_max",
         "backoff_base",
         "submit_interval",
+        "connect_timeout",
+        "read_timeout",
+        "max_file_size",
     )
     return {n: kw[n] for n in names if kw.get(n) is not None}
 
@@ -257,7 +286,12 @@ def run(
     **kw: Any,
 ) -> None:
     """Submit, poll and download every job of FILE... until done or failed."""
-    api = ApiSettings.resolve(os.environ, emulator=kw["emulator"], base_url=base_url)
+    api = ApiSettings.resolve(
+        os.environ,
+        emulator=kw["emulator"],
+        base_url=base_url,
+        timeouts=_timeouts({}, _flags(kw)),
+    )
     loaded = [load_jobfile(f) for f in files]
     for jf in loaded:
         for w in jf.warnings:
@@ -267,8 +301,12 @@ def run(
         record_runs(store, loaded, out=out_dir, options=stored)
         runs = [jf.run for jf in loaded]
         code = _drive(store, runs, api, kw)
-        if make_report and code in (EXIT_OK, EXIT_FAILED):
-            _report(store, runs)
+        if code in (EXIT_OK, EXIT_FAILED):
+            if make_report:
+                _report(store, runs)
+            else:
+                for run_name in runs:
+                    click.echo(f"HTML report: batcher report {run_name}")
     sys.exit(code)
 
 
@@ -300,9 +338,17 @@ def resume(state_path: Path, base_url: str | None, **kw: Any) -> None:
             groups.setdefault(bool(emu), []).append(r)
         code = EXIT_OK
         for emu, names in groups.items():
-            api = ApiSettings.resolve(os.environ, emulator=emu, base_url=base_url)
+            stored = dict(store.run_info(names[0]).options)
+            api = ApiSettings.resolve(
+                os.environ,
+                emulator=emu,
+                base_url=base_url,
+                timeouts=_timeouts(stored, _flags(kw)),
+            )
             click.echo(f"resuming {', '.join(names)}")
             code = max(code, _drive(store, names, api, kw))
+            if code in (EXIT_INTERRUPTED, EXIT_AUTH):
+                break
     sys.exit(code)
 
 
