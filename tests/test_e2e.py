@@ -328,3 +328,20 @@ def test_status_cancel_and_retry_commands(emu: RunningEmulator, tmp_path: Path) 
     assert cancelled.returncode == 0 and cancelled.stdout.count("cancelled") == N_JOBS
     status = batcher(["status", "sweep", "--state", "state.db"], cwd=tmp, base_url=emu.base_url)
     assert f"cancelled {N_JOBS}" in status.stdout
+
+
+def test_a_second_sigint_exits_at_once_and_state_stays_consistent(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    tmp = fresh(emu, tmp_path, speed=0.2)
+    proc = start(run_args(tmp, "--concurrency", "3"), cwd=tmp, base_url=emu.base_url)
+    deadline = time.monotonic() + 60
+    while len(emu.emulator.submissions) < 3:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    out, errtext = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + errtext
+    assert "Traceback" not in errtext
+    finish_after_crash(emu, tmp)
