@@ -315,7 +315,11 @@ class Scheduler:
         """Poll one remote job until it leaves the remote states."""
         state, position = job.state, None
         started = job.submitted_at or self.clock()
-        running_since: float | None = None  # when this process first saw it in progress
+        # When the render began is not reported: it lies between the last poll that saw
+        # the job queued (or its submit) and the first that saw it running. The earlier
+        # bound keeps polling early rather than late.
+        queued_until = started
+        running_since: float | None = None
         video = float(job.payload.get("duration", 5))
         while True:
             now = self.clock()
@@ -342,7 +346,7 @@ class Scheduler:
                 continue
             self.breaker.success()
             if isinstance(st, Queued):
-                position = st.position
+                position, queued_until = st.position, self.clock()
             elif isinstance(st, Succeeded):
                 self.planner.observe(self.clock() - (running_since or started), video)
                 if self.store.transition(job.id, state, S.DOWNLOADING):
@@ -357,7 +361,7 @@ class Scheduler:
             else:
                 position = None
                 if running_since is None:
-                    running_since = self.clock()
+                    running_since = queued_until
                 if state is S.QUEUED:
                     if not self.store.transition(job.id, S.QUEUED, S.RUNNING):
                         return

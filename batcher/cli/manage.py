@@ -1,0 +1,89 @@
+"""Commands that look after runs without driving them: status, cancel, retry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import anyio
+import click
+
+from batcher.cli.common import handle_errors, state_option
+from batcher.models import JobState
+from batcher.operations import cancel_runs, retry_jobs, status_data
+from batcher.store import Store
+
+
+@click.command()
+@click.argument("run_name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@state_option
+@handle_errors
+def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
+    """Counts by state and the jobs that need attention."""
+    with Store.open(state_path, create=False) as store:
+        data = status_data(store, run_name)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for run_data in data["runs"]:
+        counts = ", ".join(f"{k} {v}" for k, v in run_data["counts"].items())
+        click.echo(
+            f"{run_data['run']}: {run_data['total']} jobs ({counts}); "
+            f"spend ${run_data['spend_usd']:.2f}; outputs {run_data['out_dir']}"
+        )
+        for job in run_data["attention"]:
+            rid = f" [{job['request_id']}]" if job["request_id"] else ""
+            click.echo(f"  {job['state']:<8} {job['key']}{rid}: {job['error'] or ''}")
+    if not data["runs"]:
+        click.echo("no runs yet")
+
+
+@click.command()
+@click.argument("run_name", required=False)
+@click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
+@state_option
+@handle_errors
+def cancel(run_name: str | None, base_url: str | None, state_path: Path) -> None:
+    """Cancel queued remote requests and pending local jobs."""
+    with Store.open(state_path, create=False) as store:
+        lines = anyio.run(lambda: cancel_runs(store, run_name, base_url=base_url))
+    for line in lines:
+        click.echo(line)
+
+
+@click.command()
+@click.argument("run_name", required=False)
+@click.option("--failed", "failed", is_flag=True, help="Failed jobs (the default).")
+@click.option(
+    "--unknown",
+    "unknown",
+    is_flag=True,
+    help="Unknown-outcome jobs: resubmits them, which may pay twice.",
+)
+@click.option("--cancelled", "cancelled", is_flag=True, help="Cancelled jobs.")
+@state_option
+@handle_errors
+def retry(
+    run_name: str | None, failed: bool, unknown: bool, cancelled: bool, state_path: Path
+) -> None:
+    """Put failed (or unknown / cancelled) jobs back to pending; then `batcher resume`."""
+    states = [
+        s
+        for s, on in (
+            (JobState.FAILED, failed or not (unknown or cancelled)),
+            (JobState.UNKNOWN, unknown),
+            (JobState.CANCELLED, cancelled),
+        )
+        if on
+    ]
+    with Store.open(state_path, create=False) as store:
+        moved = retry_jobs(store, run_name, states)
+    click.echo(f"{len(moved)} job(s) back to pending; run `batcher resume` to continue")
+    if unknown and any(m.state is JobState.UNKNOWN for m in moved):
+        click.echo(
+            "note: unknown-outcome jobs may already have been accepted; resubmitting may pay twice"
+        )
+
+
+COMMANDS: list[click.Command] = [status, cancel, retry]
