@@ -45,6 +45,8 @@ FAILURE = frozenset({"failed", "error"})
 CANCELLED = frozenset({"cancelled", "canceled"})
 QUEUED = frozenset({"in_queue", "queued", "pending"})
 OUTPUT_KEYS = ("video", "videos", "image", "images")
+# Error codes of runcomfy-api.md; any other code is judged by its HTTP status alone.
+KNOWN_CODES = frozenset({400001, 400002, 400004, 401001, 403001, 404001, 422001, 500001})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,19 +89,31 @@ def error_from(
     body = body or {}
     raw_code = body.get("error_code")
     code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
+    kw_code = code
+    # A code we do not know says nothing we can act on: the HTTP status decides, and a
+    # 2xx answer carrying one counts as a server fault.
+    if code not in KNOWN_CODES:
+        code = None
+    st = 500 if status < 400 and code is None else status
     msg = _message(body) if body else f"HTTP {status}"
-    kw: dict[str, Any] = {"status_code": status, "error_code": code, "detail": body.get("detail")}
-    if code in (400004, 401001) or (code is None and status in (401, 403)):
+    kw: dict[str, Any] = {
+        "status_code": status,
+        "error_code": kw_code,
+        "detail": body.get("detail"),
+    }
+    if code == 403001:
+        return errors.RequestNotFound(msg, **kw)  # not this account's request: gone for us
+    if code in (400004, 401001) or (code is None and st in (401, 403)):
         return errors.AuthError(msg, **kw)
-    if code == 400002 or (code is None and status == 402):
+    if code == 400002 or (code is None and st == 402):
         return errors.InsufficientBalance(msg, **kw)
-    if code == 404001 or (code is None and status == 404):
+    if code == 404001 or (code is None and st == 404):
         return errors.RequestNotFound(msg, **kw)
-    if code == 500001 or (code is None and (status == 408 or status >= 500)):
+    if code == 500001 or (code is None and (st == 408 or st >= 500)):
         return errors.ServerError(msg, retry_after=retry_after, **kw)
-    if status == 429:
+    if st == 429:
         return errors.RateLimited(msg, retry_after=retry_after, **kw)
-    if code in (400001, 422001) or (code is None and status in (400, 422)):
+    if code in (400001, 422001) or (code is None and st in (400, 422)):
         return errors.InvalidInput(msg, **kw)
     return errors.ApiError(msg, **kw)
 
@@ -278,7 +292,7 @@ class RunComfyClient:
             raise errors.MalformedAnswer(
                 f"expected a JSON object, got {snippet!r}", status_code=resp.status_code
             )
-        if body.get("error_code") is not None:
+        if body.get("error_code") not in (None, 0, "0", ""):
             raise error_from(resp.status_code, body, retry_after)
         return body
 

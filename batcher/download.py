@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import httpx
+from httpx._client import UseClientDefault
 
 from batcher.crashpoints import crash_point
 from batcher.errors import DownloadError, UrlExpired
@@ -54,7 +55,7 @@ async def download(
     dest: Path,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
-    timeout: httpx.Timeout | None = None,
+    timeout: httpx.Timeout | UseClientDefault = httpx.USE_CLIENT_DEFAULT,
 ) -> Downloaded:
     """Fetch `url` into `dest` (resuming a `.part` left by an earlier try) and verify it."""
     part = part_path(dest)

@@ -175,3 +175,17 @@ async def test_the_token_never_reaches_the_file_host_nor_the_logs(
     assert hits and not any(h.authorization for h in hits)
     assert TOKEN not in caplog.text
     assert any("127.0.0.1" in r.getMessage() for r in caplog.records)  # logging was on
+
+
+async def test_a_stalled_download_times_out_with_the_clients_timeout(
+    server: RunningEmulator, clock: FakeClock, tmp_path: Any
+) -> None:
+    server.reset(
+        EmulatorConfig(token=TOKEN, clock=clock, speed=0.0, faults=parse_faults(["slow:1:5@files"]))
+    )
+    async with httpx.AsyncClient() as http, httpx.AsyncClient(timeout=0.3) as files:
+        c = RunComfyClient(http, base_url=server.base_url, token=TOKEN)
+        res = await c.result(await c.submit(MODEL, {"prompt": "stall"}))
+        assert isinstance(res, Succeeded)
+        with pytest.raises(errors.DownloadError, match="Timeout"):
+            await download(files, res.outputs[0], tmp_path / "v.mp4")

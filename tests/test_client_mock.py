@@ -261,3 +261,26 @@ async def test_result_asks_for_cost_and_model_info_is_read() -> None:
     assert res == Succeeded(("https://f.test/v.mp4",), 1.5)
     info = await client.model_info(MODEL)
     assert info["price_unit"] == "second"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (503, {"error_code": 503001, "error_message": "new code"}, errors.ServerError),
+        (401, {"error_code": 401002, "error_message": "expired"}, errors.AuthError),
+        (200, {"error_code": 999999, "error_message": "odd"}, errors.ServerError),
+        (422, {"error_code": 12345}, errors.InvalidInput),
+        (403, {"error_code": 403001, "error_message": "not yours"}, errors.RequestNotFound),
+    ],
+)
+def test_unknown_error_codes_are_judged_by_the_http_status(
+    status: int, body: dict[str, Any], kind: type[errors.ApiError]
+) -> None:
+    exc = error_from(status, body, None)
+    assert type(exc) is kind and exc.error_code == body["error_code"]
+
+
+async def test_error_code_zero_is_success() -> None:
+    client, _ = make(answer({"request_id": "ok-1", "error_code": 0, **urls("ok-1")}))
+    sub = await client.submit(MODEL, {"prompt": "x"})
+    assert sub.request_id == "ok-1"
