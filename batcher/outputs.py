@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,37 +63,46 @@ def write_sidecar(
     files: list[OutputFile],
     finished_at: float,
     cost: float | None = None,
+    *,
+    stem: str | None = None,
 ) -> Path:
-    """Write `<output_name>.json` next to the job's first file."""
-    path = folder / f"{rec.output_name}.json"
+    """Write `<stem>.json` (default: the output name) next to the job's first file."""
+    path = folder / f"{stem or rec.output_name}.json"
     data = sidecar_data(rec, files, finished_at, cost)
     text = json.dumps(data, indent=2, ensure_ascii=False)
     write_json_atomic(path, text + "\n")
     return path
 
 
+def file_stem(job: Job) -> str:
+    """The file name stem of a job version: superseded versions carry `.vN`."""
+    return job.output_name if job.current else f"{job.output_name}.v{job.version}"
+
+
 def make_room(store: Store, job: Job, folder: Path, rel: str) -> None:
-    """If an older version of this key owns `rel`, move its file (and sidecar) aside."""
+    """If an older version of this key owns `rel`, move its file (and sidecar) aside.
+
+    The record is updated before the file moves, and a move found half done (record
+    says `.vN`, the file is still at `rel`) is finished, so a crash at any point here
+    leaves every file findable from its record.
+    """
     dest = folder / rel
     if not dest.exists():
         return
+    stem, ext = os.path.splitext(rel)
     for old in store.records(job.run):
         if old.key != job.key or old.id == job.id:
             continue
-        owned = [o for o in old.outputs if o.path == rel]
-        if not owned:
-            continue
-        stem, ext = os.path.splitext(rel)
         moved = f"{stem}.v{old.version}{ext}"
+        owns = any(o.path == rel for o in old.outputs)
+        half_done = any(o.path == moved for o in old.outputs) and not (folder / moved).exists()
+        if not (owns or half_done):
+            continue
+        if owns:
+            outputs = [replace(o, path=moved) if o.path == rel else o for o in old.outputs]
+            store.set_outputs(old.id, outputs, reason=f"moved aside for version {job.version}")
         os.replace(dest, folder / moved)
         side = folder / f"{old.output_name}.json"
         if side.exists():
             os.replace(side, folder / f"{old.output_name}.v{old.version}.json")
-        outputs = [
-            OutputFile(
-                url=o.url, path=moved if o.path == rel else o.path, size=o.size, sha256=o.sha256
-            )
-            for o in old.outputs
-        ]
-        store.set_outputs(old.id, outputs, reason=f"moved aside for version {job.version}")
         return

@@ -20,6 +20,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ from batcher.client import RunComfyClient
 from batcher.crashpoints import crash_point
 from batcher.download import DEFAULT_MAX_BYTES, download, suffix_for
 from batcher.models import Cancelled, Failed, JobState, OutputFile, Queued, Succeeded
-from batcher.outputs import make_room, write_sidecar
+from batcher.outputs import file_stem, make_room, write_sidecar
 from batcher.pacing import Breaker, PollPlanner
 from batcher.retry import Action, Backoff, classify
 from batcher.store import Job, Store
@@ -109,7 +110,8 @@ class Scheduler:
         self._changed = anyio.Event()
         self._downloads = anyio.CapacityLimiter(config.download_concurrency)
         self._tg: anyio.abc.TaskGroup | None = None
-        self._stopping = False
+        self._stopping = False  # interrupted or fatal: stop everything
+        self._closed = False  # budget or balance: no new submissions, the rest goes on
         self._last_submit = 0.0
         self._spend: float | None = None  # committed USD, loaded once, then kept here
 
@@ -122,13 +124,47 @@ class Scheduler:
         self._apply_unknown_policy()
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            for job in self.store.jobs(self.runs, [S.QUEUED, S.RUNNING]):
+            # Every version still remote is followed, superseded ones included: they
+            # were paid for, so they are downloaded (under NAME.vN) and reported.
+            for job in self.store.jobs(self.runs, [S.QUEUED, S.RUNNING], current_only=False):
                 self._remote += 1
-                tg.start_soon(self._follow_then_release, job)
-            for job in self.store.jobs(self.runs, [S.DOWNLOADING]):
-                tg.start_soon(self._fetch_result, job)
+                tg.start_soon(self._guarded, job, self._follow_then_release)
+            for job in self.store.jobs(self.runs, [S.DOWNLOADING], current_only=False):
+                tg.start_soon(self._guarded, job, self._fetch_result)
             tg.start_soon(self._submit_loop)
         return self.summary
+
+    async def _guarded(self, job: Job, step: Callable[[Job], Awaitable[None]]) -> None:
+        """Run one job's task; an unexpected error ends that job's part, not the run."""
+        try:
+            await step(job)
+        except Exception as exc:  # noqa: BLE001 - the boundary that keeps the batch alive
+            self._crashed(job, exc)
+
+    def _crashed(self, job: Job, exc: Exception) -> None:
+        why = f"internal error: {type(exc).__name__}: {exc}"
+        self.emit(Event("warn", job.key, why))
+        try:
+            now = self.store.job(job.id)
+            if now.state is S.SUBMITTING:
+                self.store.transition(
+                    job.id,
+                    S.SUBMITTING,
+                    S.UNKNOWN,
+                    error=why,
+                    attempt={"outcome": "unknown", "error": why},
+                )
+            elif now.state is S.DOWNLOADING:
+                self.store.transition(
+                    job.id,
+                    S.DOWNLOADING,
+                    S.FAILED,
+                    error=why,
+                    attempt={"outcome": "download_failed", "error": why},
+                )
+            # queued / running: left as they are; `resume` follows them again.
+        except Exception as again:  # noqa: BLE001 - the store itself may be what failed
+            self.emit(Event("warn", job.key, f"could not record the error: {again}"))
 
     def stop(self, reason: str = "interrupted") -> None:
         """Stop submitting and following; POSTs in flight still record their answer."""
@@ -151,13 +187,15 @@ class Scheduler:
         if self.cfg.on_unknown != "resubmit":
             return
         for job in self.store.jobs(self.runs, [S.UNKNOWN]):
+            if self._sent(job) >= self.cfg.max_attempts:
+                continue
             if self.store.transition(job.id, S.UNKNOWN, S.PENDING, reason="on_unknown: resubmit"):
                 self.emit(Event("retry", job.key, "unknown outcome: resubmitting by policy"))
 
     # -- submitting ------------------------------------------------------------
 
     async def _submit_loop(self) -> None:
-        while not self._stopping:
+        while not (self._stopping or self._closed):
             if self._remote >= self.cfg.concurrency:
                 await self._changed.wait()
                 continue
@@ -172,7 +210,7 @@ class Scheduler:
                 continue
             self._remote += 1
             assert self._tg is not None
-            self._tg.start_soon(self._lifecycle, jobs[0])
+            self._tg.start_soon(self._guarded, jobs[0], self._lifecycle)
             await self._pace()
 
     def _within_budget(self) -> bool:
@@ -187,6 +225,7 @@ class Scheduler:
             self._spend += nxt.cost_estimate
             return True
         self.summary.stop_reason = "budget"
+        self._closed = True
         self.emit(
             Event(
                 "stop",
@@ -301,7 +340,8 @@ class Scheduler:
         elif action is Action.STOP_SUBMITTING:
             self.summary.stop_reason = "balance"
             self.emit(Event("stop", job.key, f"insufficient balance: {exc}"))
-            self._stopping = True
+            self._closed = True
+            self._wake()
 
     # -- following -------------------------------------------------------------
 
@@ -389,7 +429,13 @@ class Scheduler:
             self._fatal(exc)
             return False
         if action is Action.EXPIRED:
-            self._remote_failed(job, state, f"request expired or unknown to the API: {exc}")
+            # Never resubmitted on our own: it may have rendered (and been billed) before
+            # it expired, or the base URL may be the wrong one.
+            why = (
+                f"the API does not know this request any more ({exc}); "
+                "`batcher retry` renders it again"
+            )
+            self._finish(job, state, S.FAILED, why, "failed")
             return False
         self._finish(job, state, S.FAILED, str(exc), "failed")
         return False
@@ -497,9 +543,11 @@ class Scheduler:
     async def _download_all(self, job: Job, urls: Sequence[str]) -> list[OutputFile]:
         folder = self.out_dirs[job.run]
         files: list[OutputFile] = []
+        stem = file_stem(job)
         for i, url in enumerate(urls):
-            rel = f"{job.output_name}{'' if i == 0 else f'-{i + 1}'}{suffix_for(url)}"
-            make_room(self.store, job, folder, rel)
+            rel = f"{stem}{'' if i == 0 else f'-{i + 1}'}{suffix_for(url)}"
+            if job.current:
+                make_room(self.store, job, folder, rel)
             got = await download(
                 self.files, url, folder / rel, max_bytes=self.cfg.max_download_bytes
             )
@@ -516,7 +564,12 @@ class Scheduler:
             fields["cost"] = attempt["cost"] = cost
         record = self.store.record(job.id)
         await anyio.to_thread.run_sync(
-            write_sidecar, record, self.out_dirs[job.run], files, now, cost
+            partial(write_sidecar, stem=file_stem(job)),
+            record,
+            self.out_dirs[job.run],
+            files,
+            now,
+            cost,
         )
         crash_point("before_done")
         if self.store.transition(job.id, S.DOWNLOADING, S.DONE, attempt=attempt, **fields):

@@ -100,7 +100,7 @@ SETTABLE = frozenset(
         "attempt_floor",
     }
 )
-INFLIGHT = (JobState.SUBMITTING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)
+REMOVED = "removed from the job file before it was sent"
 
 
 @contextmanager
@@ -139,6 +139,7 @@ class Job:
     attempts: int
     submitted_at: float | None
     attempt_floor: int = 0  # attempts up to this number were used before a manual retry
+    current: bool = True  # False for a version superseded by an edit of the job file
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
@@ -163,6 +164,7 @@ class Job:
             attempts=row["attempts"],
             submitted_at=row["submitted_at"],
             attempt_floor=row["attempt_floor"],
+            current=bool(row["current"]),
         )
 
 
@@ -184,6 +186,7 @@ class SyncResult:
     new: tuple[str, ...]
     changed: tuple[str, ...]
     unchanged: tuple[str, ...]
+    removed: tuple[str, ...] = ()  # pending jobs cancelled because the file dropped them
 
 
 class Store:
@@ -304,7 +307,8 @@ class Store:
         """Insert new jobs and new versions of edited ones, in one transaction.
 
         An edited job's old version stays in history (current=0); if it had not been sent
-        yet it is cancelled, as it never will be.
+        yet it is cancelled, as it never will be. A pending job whose key left the file is
+        cancelled too (and comes back to pending if the key returns unchanged).
         """
         now = self._clock()
         new: list[str] = []
@@ -314,7 +318,7 @@ class Store:
             latest = {
                 r["key"]: r
                 for r in c.execute(
-                    "SELECT id, key, version, fingerprint, state FROM jobs"
+                    "SELECT id, key, version, fingerprint, state, error FROM jobs"
                     " WHERE run=? AND current=1",
                     (run,),
                 )
@@ -323,6 +327,15 @@ class Store:
                 old = latest.get(spec.key)
                 if old is not None and old["fingerprint"] == spec.fingerprint:
                     same.append(spec.key)
+                    if old["state"] == JobState.CANCELLED and old["error"] == REMOVED:
+                        self._set_state(
+                            c,
+                            old["id"],
+                            JobState.CANCELLED,
+                            JobState.PENDING,
+                            {"error": None},
+                            "back in the job file",
+                        )
                     continue
                 version = 1
                 if old is not None:
@@ -370,7 +383,13 @@ class Store:
                     JobState.PENDING.value,
                     {"version": version, "fingerprint": spec.fingerprint},
                 )
-        return SyncResult(tuple(new), tuple(changed), tuple(same))
+            keys = {spec.key for spec in specs}
+            removed = [r for k, r in latest.items() if k not in keys and r["state"] == "pending"]
+            for r in removed:
+                self._set_state(
+                    c, r["id"], JobState.PENDING, JobState.CANCELLED, {"error": REMOVED}, "removed"
+                )
+        return SyncResult(tuple(new), tuple(changed), tuple(same), tuple(r["key"] for r in removed))
 
     def marks(self, specs: Sequence[JobSpec]) -> dict[str, str]:
         """key -> new | changed | <state of the current version> for a planned file."""
@@ -458,28 +477,35 @@ class Store:
             return []
         marks = ",".join("?" * len(names))
         claimed: list[int] = []
-        with self._tx() as c:
-            rows = c.execute(
-                "SELECT id, attempts FROM jobs WHERE state='pending' AND current=1"
-                f" AND run IN ({marks}) ORDER BY id LIMIT ?",
-                (*names, limit),
-            ).fetchall()
-            now = self._clock()
-            for r in rows:
-                number = r["attempts"] + 1
-                c.execute(
-                    "UPDATE jobs SET state='submitting', attempts=?, request_id=NULL,"
-                    " status_url=NULL, result_url=NULL, cancel_url=NULL, updated_at=?"
-                    " WHERE id=?",
-                    (number, now, r["id"]),
-                )
-                c.execute(
-                    "INSERT INTO attempts (job_id, number, submitted_at, outcome)"
-                    " VALUES (?,?,?,'submitting')",
-                    (r["id"], number, now),
-                )
-                self._event(c, r["id"], "pending", "submitting", {"attempt": number})
-                claimed.append(r["id"])
+        # This commit is what stops a job from being sent twice: make it durable even
+        # through a power cut (WAL + synchronous=FULL fsyncs this commit), the others
+        # only need to survive a killed process.
+        self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            with self._tx() as c:
+                rows = c.execute(
+                    "SELECT id, attempts FROM jobs WHERE state='pending' AND current=1"
+                    f" AND run IN ({marks}) ORDER BY id LIMIT ?",
+                    (*names, limit),
+                ).fetchall()
+                now = self._clock()
+                for r in rows:
+                    number = r["attempts"] + 1
+                    c.execute(
+                        "UPDATE jobs SET state='submitting', attempts=?, request_id=NULL,"
+                        " status_url=NULL, result_url=NULL, cancel_url=NULL, updated_at=?"
+                        " WHERE id=?",
+                        (number, now, r["id"]),
+                    )
+                    c.execute(
+                        "INSERT INTO attempts (job_id, number, submitted_at, outcome)"
+                        " VALUES (?,?,?,'submitting')",
+                        (r["id"], number, now),
+                    )
+                    self._event(c, r["id"], "pending", "submitting", {"attempt": number})
+                    claimed.append(r["id"])
+        finally:
+            self._conn.execute("PRAGMA synchronous=NORMAL")
         return [self.job(i) for i in claimed]
 
     def record_submitted(self, job_id: int, sub: Submitted) -> bool:
@@ -645,7 +671,7 @@ class Store:
 
         Call only while holding the runs' locks (so no live process owns them).
         """
-        orphans = self.jobs(runs, [JobState.SUBMITTING])
+        orphans = self.jobs(runs, [JobState.SUBMITTING], current_only=False)
         for job in orphans:
             self.transition(
                 job.id,

@@ -323,3 +323,82 @@ async def test_a_failed_download_is_retried_as_a_download_not_a_new_render(tmp_p
     await h.run(download_attempts=2)
     assert set(h.states().values()) == {"done"} and len(h.emulator.submissions) == 1
     assert_files_intact(h)
+
+
+async def submit_by_hand(h: Harness, job_id: int, payload: Any) -> None:
+    """What a crash right after a committed POST leaves: a queued job with a live request."""
+    transport = httpx.ASGITransport(app=h.app)
+    async with httpx.AsyncClient(transport=transport) as http:
+        sub = await RunComfyClient(http, base_url="http://emu.test", token="tok").submit(
+            MODEL, payload
+        )
+    assert h.store.record_submitted(job_id, sub)
+
+
+async def test_a_superseded_version_in_flight_is_still_downloaded(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(1))
+    [v1] = h.store.claim(["r"], 1)
+    await submit_by_hand(h, v1.id, v1.payload)
+    edited = JobSpec(
+        **{
+            **specs(1)[0].__dict__,
+            "payload": {"prompt": "edited", "duration": 5},
+            "fingerprint": "v2",
+        }
+    )
+    assert h.store.sync_jobs("r", [edited]).changed == ("r/job-0",)
+    await h.run()
+    versions = {
+        (r.version, r.current): (r.state, [o.path for o in r.outputs]) for r in h.store.records("r")
+    }
+    assert versions == {
+        (1, False): (JobState.DONE, ["job-0.v1.mp4"]),
+        (2, True): (JobState.DONE, ["job-0.mp4"]),
+    }
+    assert (tmp_path / "out" / "job-0.v1.json").exists()
+    assert_files_intact(h)
+
+
+async def test_balance_stop_still_follows_what_was_accepted(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, balance_usd=1.7))  # two of 0.84 fit
+    h.store.sync_jobs("r", specs(5))
+    summary = await h.run(concurrency=3)
+    assert summary.stop_reason == "balance"
+    assert sorted(h.states().values()) == ["done", "done", "pending", "pending", "pending"]
+
+
+async def test_a_request_the_api_forgot_is_failed_not_resubmitted(tmp_path: Path) -> None:
+    from batcher.emulator import Emulator
+
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(1))
+    [job] = h.store.claim(["r"], 1)
+    await submit_by_hand(h, job.id, job.payload)
+    h.app.emulator = Emulator(EmulatorConfig(speed=0.001))  # it forgets every request
+    await h.run()
+    [rec] = h.store.records("r")
+    assert rec.state is JobState.FAILED and "does not know this request" in (rec.error or "")
+    assert h.app.emulator.submissions == []
+
+
+async def test_an_unexpected_error_fails_one_job_not_the_run(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(3))
+    (tmp_path / "out" / "job-1.json").mkdir(parents=True)  # its sidecar cannot be written
+    summary = await h.run()
+    assert summary.stop_reason is None
+    states = h.states()
+    assert states["r/job-1"] == "failed" and states["r/job-0"] == states["r/job-2"] == "done"
+    [rec] = [r for r in h.store.records("r") if r.key == "r/job-1"]
+    assert "internal error" in (rec.error or "")
+    assert rec.attempts[-1].outcome == "download_failed"  # `retry` downloads it again
+
+
+async def test_unknown_policy_at_start_respects_the_attempt_limit(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(1))
+    [job] = h.store.claim(["r"], 1)
+    h.store.reconcile_orphans(["r"])  # a crash during its POST: unknown, attempt 1 used
+    await h.run(on_unknown="resubmit", max_attempts=1)
+    assert h.states() == {"r/job-0": "unknown"} and h.emulator.submissions == []

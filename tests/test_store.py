@@ -154,3 +154,13 @@ def test_a_previous_version_database_is_migrated_with_its_data(tmp_path: Path) -
         assert job.state is JobState.FAILED and job.attempt_floor == 0
         assert store.transition(job.id, JobState.FAILED, JobState.PENDING, attempt_floor=3)
         assert store.job(job.id).attempt_floor == 3
+
+
+def test_pending_jobs_dropped_from_the_file_are_cancelled_and_come_back(store: Store) -> None:
+    store.sync_jobs("r", [spec("a"), spec("b", "b")])
+    result = store.sync_jobs("r", [spec("a")])
+    assert result.removed == ("r/b",)
+    assert [j.key for j in store.claim(["r"], 10)] == ["r/a"]
+    back = store.sync_jobs("r", [spec("a"), spec("b", "b")])
+    assert back.unchanged == ("r/a", "r/b")
+    assert [j.key for j in store.jobs(["r"], [JobState.PENDING])] == ["r/b"]
