@@ -52,3 +52,33 @@ class ApiSettings:
         if not token:
             raise ConfigError(TOKEN_HELP)
         return cls(base_url=url, token=token, timeouts=t)
+
+    @classmethod
+    def for_run(
+        cls,
+        env: Mapping[str, str],
+        options: Mapping[str, object],
+        *,
+        base_url: str | None,
+        timeouts: Timeouts | None = None,
+        run: str = "",
+    ) -> ApiSettings:
+        """Settings to continue a recorded run: same API as it started with.
+
+        Its requests live at the base URL it was started against; polling another server
+        would make them look expired. `--base-url` (explicit) moves a run on purpose.
+        """
+        if options.get("api") == "emulator":
+            return cls.resolve(env, emulator=True, timeouts=timeouts)
+        recorded = options.get("base_url")
+        if base_url is None and isinstance(recorded, str):
+            env_url = env.get("RUNCOMFY_BASE_URL", "").strip()
+            if env_url and env_url.rstrip("/") != recorded.rstrip("/"):
+                raise ConfigError(
+                    f"run {run!r} was started against {recorded} but RUNCOMFY_BASE_URL is "
+                    f"{env_url}; unset it, or pass --base-url {env_url} to move the run on "
+                    "purpose"
+                )
+            base_url = recorded
+        return cls.resolve(env, emulator=False, base_url=base_url, timeouts=timeouts)
+

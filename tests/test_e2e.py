@@ -345,3 +345,39 @@ def test_a_second_sigint_exits_at_once_and_state_stays_consistent(
     assert proc.returncode == 130, out + errtext
     assert "Traceback" not in errtext
     finish_after_crash(emu, tmp)
+
+
+def test_a_locked_run_is_not_touched_by_a_second_runner(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    tmp = fresh(emu, tmp_path, speed=0.1)
+    a = start(run_args(tmp, "--concurrency", "1"), cwd=tmp, base_url=emu.base_url)
+    deadline = time.monotonic() + 60
+    while not emu.emulator.submissions:
+        assert time.monotonic() < deadline and a.poll() is None
+        time.sleep(0.005)
+    (tmp / "jobs.yaml").write_text(SWEEP.replace("Slow dolly-in", "Slow dolly-out"))
+    b = batcher(run_args(tmp), cwd=tmp, base_url=emu.base_url)
+    assert b.returncode == 2 and "another batcher process" in b.stderr, b.stderr
+    conn = sqlite3.connect(tmp / "state.db")
+    assert conn.execute("SELECT MAX(version) FROM jobs").fetchone()[0] == 1  # nothing synced
+    a.communicate(timeout=120)
+    assert a.returncode == 0
+
+
+def test_resume_stays_with_the_api_the_run_started_with(
+    emu: RunningEmulator, tmp_path: Path
+) -> None:
+    tmp = fresh(emu, tmp_path)
+    (tmp / "jobs.yaml").write_text(SWEEP + "max_cost: 1\n")  # stops early: work is left
+    first = batcher(run_args(tmp), cwd=tmp, base_url=emu.base_url)
+    assert first.returncode == 1 and "budget" in first.stdout
+    elsewhere = batcher(
+        ["resume", "--state", "state.db", *FAST], cwd=tmp, base_url="http://127.0.0.1:9"
+    )
+    assert elsewhere.returncode == 2 and "was started against" in elsewhere.stderr
+    emulated = batcher(
+        ["resume", "--state", "state.db", "--emulator"], cwd=tmp, base_url=emu.base_url
+    )
+    assert emulated.returncode == 2 and "--emulator" in emulated.stderr
+    assert len(emu.emulator.submissions) == 1

@@ -62,8 +62,34 @@ def handle_errors(fn: F) -> F:
         except errors.BatcherError as exc:
             err(f"batcher: error: {exc}")
             sys.exit(exit_code_for(exc))
+        except BaseExceptionGroup as group:  # from a task group: report what it carries
+            leaf = _first_leaf(group)
+            if isinstance(leaf, errors.BatcherError):
+                err(f"batcher: error: {leaf}")
+                sys.exit(exit_code_for(leaf))
+            _internal(leaf)
+        except (KeyboardInterrupt, SystemExit, click.exceptions.Exit, click.ClickException):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: no tracebacks
+            _internal(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _internal(exc: BaseException) -> None:
+    """An unexpected error: one line (the traceback with BATCHER_DEBUG=1), state is saved."""
+    if os.environ.get("BATCHER_DEBUG"):
+        raise exc
+    err(
+        f"batcher: internal error: {type(exc).__name__}: {exc}; every state change so far "
+        "is saved (`batcher resume` continues); BATCHER_DEBUG=1 shows the traceback"
+    )
+    sys.exit(EXIT_FAILED)
 
 
 def state_option(fn: F) -> F:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from batcher.cli.common import (
 )
 from batcher.cli.progress import Progress
 from batcher.client import Timeouts
+from batcher.errors import UsageError
 from batcher.jobfile import load_jobfile
 from batcher.locks import RunLock
 from batcher.models import JobState
@@ -32,6 +35,7 @@ from batcher.session import drive, record_runs
 from batcher.settings import ApiSettings
 from batcher.store import Store
 
+DEFAULT_DEADLINE = 6 * 3600.0  # seconds a request may take before it is given up
 UNFINISHED = (
     JobState.PENDING,
     JobState.SUBMITTING,
@@ -71,7 +75,7 @@ def _run_options(fn: Any) -> Any:
             "--deadline",
             type=click.FloatRange(1),
             default=None,
-            help="Seconds a request may take from submit before it is given up.",
+            help="Seconds a request may take from submit before it is given up (default 6 h).",
         ),
         click.option(
             "--poll-min",
@@ -145,7 +149,7 @@ def _config(stored: dict[str, Any], flags: dict[str, Any], *, emulator: bool) ->
         max_cost=pick("max_cost", None),
         max_attempts=int(pick("max_attempts", 3)),
         on_unknown=str(pick("on_unknown", "hold")),
-        deadline=pick("deadline", pick("deadline_s", None)),
+        deadline=pick("deadline", pick("deadline_s", DEFAULT_DEADLINE)),
         poll_min=float(pick("poll_min", fast)),
         poll_max=float(pick("poll_max", 30.0)),
         backoff=Backoff(base=float(pick("backoff_base", 1.0))),
@@ -178,41 +182,81 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
     return {n: kw[n] for n in names if kw.get(n) is not None}
 
 
-def _drive(store: Store, runs: Sequence[str], api: ApiSettings, kw: dict[str, Any]) -> int:
-    """Lock the runs, drive them, print the summary; returns the exit code."""
-    locks = [RunLock(store.path, r) for r in runs]
+@contextmanager
+def _locked(state_path: Path, runs: Sequence[str]) -> Iterator[None]:
+    """Hold every run's lock (another process driving one of them: StateLocked)."""
     taken: list[RunLock] = []
     try:
-        for lock in locks:
+        for run_name in runs:
+            lock = RunLock(state_path, run_name)
             lock.acquire()
             taken.append(lock)
-        infos = {r: store.run_info(r) for r in runs}
-        cfg = _config(dict(infos[runs[0]].options), _flags(kw), emulator=api.emulator)
-        out_dirs = {r: Path(i.out_dir) for r, i in infos.items()}
-        live = sys.stderr.isatty() and not kw.get("no_progress")
-        progress = Progress(
-            lambda: store.counts(runs),
-            lambda: store.committed_spend(runs),
-            live=live,
-            verbose=bool(kw.get("verbose")),
-        )
-        with progress:
-            summary = anyio.run(
-                lambda: drive(
-                    store,
-                    api,
-                    runs=runs,
-                    out_dirs=out_dirs,
-                    config=cfg,
-                    on_event=progress.event,
-                    on_tick=progress.tick,
-                    emulator_speed=kw.get("emulator_speed"),
-                )
-            )
-        return _finish(store, runs, summary, out_dirs, emulated=api.emulator)
+        yield
     finally:
         for lock in taken:
             lock.release()
+
+
+def _groups(store: Store, runs: Sequence[str]) -> list[list[str]]:
+    """Runs with the same recorded options (API, limits, policies) are driven together."""
+    groups: dict[str, list[str]] = {}
+    for run_name in runs:
+        options = json.dumps(dict(store.run_info(run_name).options), sort_keys=True)
+        groups.setdefault(options, []).append(run_name)
+    return list(groups.values())
+
+
+def _drive_all(
+    store: Store, runs: Sequence[str], kw: dict[str, Any], *, base_url: str | None
+) -> int:
+    """Drive each group of runs with its own settings; stop at an interrupt or auth error."""
+    code = EXIT_OK
+    for names in _groups(store, runs):
+        stored = dict(store.run_info(names[0]).options)
+        api = ApiSettings.for_run(
+            os.environ,
+            stored,
+            base_url=base_url,
+            timeouts=_timeouts(stored, _flags(kw)),
+            run=names[0],
+        )
+        code = max(code, _drive(store, names, api, stored, kw))
+        if code in (EXIT_INTERRUPTED, EXIT_AUTH):
+            break
+    return code
+
+
+def _drive(
+    store: Store,
+    runs: Sequence[str],
+    api: ApiSettings,
+    stored: dict[str, Any],
+    kw: dict[str, Any],
+) -> int:
+    """Drive runs that share settings, print the summary; returns the exit code."""
+    cfg = _config(stored, _flags(kw), emulator=api.emulator)
+    out_dirs = {r: Path(store.run_info(r).out_dir) for r in runs}
+    live = sys.stderr.isatty() and not kw.get("no_progress")
+    progress = Progress(
+        lambda: store.counts(runs),
+        lambda: store.committed_spend(runs),
+        live=live,
+        verbose=bool(kw.get("verbose")),
+    )
+    with progress:
+        summary = anyio.run(
+            lambda: drive(
+                store,
+                api,
+                runs=runs,
+                out_dirs=out_dirs,
+                config=cfg,
+                on_event=progress.event,
+                on_tick=progress.tick,
+                emulator_speed=kw.get("emulator_speed"),
+            )
+        )
+    return _finish(store, runs, summary, out_dirs, emulated=api.emulator)
 
 
 def _finish(
@@ -294,11 +338,18 @@ def run(
     for jf in loaded:
         for w in jf.warnings:
             err(str(w))
-    with Store.open(state_path) as store:
-        stored = {"api": "emulator" if api.emulator else "remote"} | _flags(kw)
-        record_runs(store, loaded, out=out_dir, options=stored)
-        runs = [jf.run for jf in loaded]
-        code = _drive(store, runs, api, kw)
+    runs = [jf.run for jf in loaded]
+    with Store.open(state_path) as store, _locked(store.path, runs):
+        for run_name in runs:  # a run started against another API stays with it
+            if run_name in store.run_names():
+                ApiSettings.for_run(
+                    os.environ, store.run_info(run_name).options, base_url=base_url, run=run_name
+                )
+        stored: dict[str, Any] = {"api": "emulator" if api.emulator else "remote"}
+        if not api.emulator:
+            stored["base_url"] = api.base_url
+        record_runs(store, loaded, out=out_dir, options=stored | _flags(kw))
+        code = _drive_all(store, runs, kw, base_url=base_url)
         if code in (EXIT_OK, EXIT_FAILED):
             if make_report:
                 _report(store, runs)
@@ -325,28 +376,19 @@ def _report(store: Store, runs: Sequence[str]) -> None:
 def resume(state_path: Path, base_url: str | None, **kw: Any) -> None:
     """Continue every unfinished job in the state database (no job file needed)."""
     with Store.open(state_path, create=False) as store:
-        pending = store.jobs(None, UNFINISHED)
+        pending = store.jobs(None, UNFINISHED, current_only=False)
         runs = sorted({j.run for j in pending})
         if not runs:
             click.echo("nothing to resume: every job is finished (see `batcher status`)")
             sys.exit(_attention(store, store.run_names()))
-        groups: dict[bool, list[str]] = {}
-        for r in runs:
-            emu = store.run_info(r).options.get("api") == "emulator" or kw["emulator"]
-            groups.setdefault(bool(emu), []).append(r)
-        code = EXIT_OK
-        for emu, names in groups.items():
-            stored = dict(store.run_info(names[0]).options)
-            api = ApiSettings.resolve(
-                os.environ,
-                emulator=emu,
-                base_url=base_url,
-                timeouts=_timeouts(stored, _flags(kw)),
+        if kw["emulator"]:
+            raise UsageError(
+                "resume continues each run against the API it started with; "
+                "--emulator applies to `batcher run` only"
             )
-            click.echo(f"resuming {', '.join(names)}")
-            code = max(code, _drive(store, names, api, kw))
-            if code in (EXIT_INTERRUPTED, EXIT_AUTH):
-                break
+        click.echo(f"resuming {', '.join(runs)}")
+        with _locked(store.path, runs):
+            code = _drive_all(store, runs, kw, base_url=base_url)
     sys.exit(code)
 
 
