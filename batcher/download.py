@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -45,8 +46,10 @@ def suffix_for(url: str) -> str:
     return suffix if suffix in KNOWN_SUFFIXES else ".mp4"
 
 
-def part_path(dest: Path) -> Path:
-    return dest.with_name(dest.name + ".part")
+def part_path(dest: Path, tag: str = "") -> Path:
+    """Where the bytes of `dest` gather; `tag` (the request id) keeps renders apart."""
+    safe = "".join(ch for ch in tag if ch.isalnum() or ch in "-_")[:40]
+    return dest.with_name(f"{dest.name}.{safe}.part" if safe else f"{dest.name}.part")
 
 
 async def download(
@@ -56,9 +59,14 @@ async def download(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: httpx.Timeout | UseClientDefault = httpx.USE_CLIENT_DEFAULT,
+    tag: str = "",
 ) -> Downloaded:
-    """Fetch `url` into `dest` (resuming a `.part` left by an earlier try) and verify it."""
-    part = part_path(dest)
+    """Fetch `url` into `dest` (resuming a `.part` left by an earlier try) and verify it.
+
+    `tag` names the render the bytes belong to (its request id), so a partial file is
+    only ever resumed with bytes of the same render.
+    """
+    part = part_path(dest, tag)
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     sink: _Sink | None = None
@@ -72,6 +80,9 @@ async def download(
             if resp.status_code not in (200, 206):
                 raise DownloadError(f"output URL answered HTTP {resp.status_code}")
             append = resp.status_code == 206 and have > 0
+            if append and _range_start(resp) != have:
+                part.unlink(missing_ok=True)
+                raise DownloadError("the server resumed at another offset; restarting")
             sink = _Sink(part, start=have if append else 0)
             total = _expected_total(resp, sink.size)
             if total is not None and total > max_bytes:
@@ -90,6 +101,14 @@ async def download(
         raise
     except OSError as exc:  # disk full, permissions: fail this file, not the whole run
         raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from exc
+
+
+def _range_start(resp: httpx.Response) -> int | None:
+    """The first byte of a 206 answer, from `Content-Range: bytes START-END/TOTAL`."""
+    value = resp.headers.get("content-range", "")
+    unit, _, spec = value.partition(" ")
+    start = spec.split("-", 1)[0]
+    return int(start) if unit == "bytes" and start.isdigit() else None
 
 
 def _expected_total(resp: httpx.Response, start: int) -> int | None:
@@ -178,7 +197,18 @@ class _Sink:
             raise DownloadError("downloaded file is not an MP4 (no ISO BMFF 'ftyp' box)")
         crash_point("before_rename")
         os.replace(self.part, dest)
+        _fsync_dir(dest.parent)  # the new name survives a power cut before `done` is written
+        for stale in dest.parent.glob(f"{glob_escape(dest.name)}.*part"):
+            stale.unlink(missing_ok=True)  # bytes of earlier renders of this file
         return Downloaded(dest, self.size, self.digest.hexdigest())
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json_atomic(path: Path, text: str) -> None:

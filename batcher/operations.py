@@ -19,6 +19,7 @@ from batcher.settings import ApiSettings
 from batcher.store import Job, Store
 
 ATTENTION = (JobState.FAILED, JobState.UNKNOWN, JobState.CANCELLED)
+SUPERSEDED_WATCH = (JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING, JobState.UNKNOWN)
 S = JobState
 
 
@@ -54,6 +55,12 @@ def status_data(store: Store, run: str | None) -> dict[str, Any]:
                 "counts": dict(sorted(counts.items())),
                 "spend_usd": round(store.committed_spend([name]), 4),
                 "attention": attention,
+                # Old versions of edited jobs still rendering or held (paid, kept as .vN).
+                "superseded_unfinished": sum(
+                    1
+                    for j in store.jobs([name], SUPERSEDED_WATCH, current_only=False)
+                    if not j.current
+                ),
             }
         )
     return {"state": str(store.path), "runs": out}
@@ -69,10 +76,10 @@ async def cancel_runs(store: Store, run: str | None, *, base_url: str | None) ->
                     f"cancelled  {job.key} (was {job.state.value}, never sent"
                     f"{' or outcome unknown' if job.state is S.UNKNOWN else ''})"
                 )
-        remote = store.jobs([name], [S.QUEUED, S.RUNNING])
+        remote = store.jobs([name], [S.QUEUED, S.RUNNING], current_only=False)
         if remote:
-            emu = store.run_info(name).options.get("api") == "emulator"
-            api = ApiSettings.resolve(os.environ, emulator=emu, base_url=base_url)
+            options = store.run_info(name).options
+            api = ApiSettings.for_run(os.environ, options, base_url=base_url, run=name)
             lines += await _cancel_remote(store, api, remote)
     if not lines:
         lines.append("nothing to cancel")

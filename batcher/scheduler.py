@@ -549,7 +549,11 @@ class Scheduler:
             if job.current:
                 make_room(self.store, job, folder, rel)
             got = await download(
-                self.files, url, folder / rel, max_bytes=self.cfg.max_download_bytes
+                self.files,
+                url,
+                folder / rel,
+                max_bytes=self.cfg.max_download_bytes,
+                tag=job.request_id or "",
             )
             files.append(
                 OutputFile(url=_strip_query(url), path=rel, size=got.size, sha256=got.sha256)

@@ -153,3 +153,34 @@ def test_suffix_comes_from_the_url_path_only() -> None:
     assert suffix_for("https://x.test/a/b.webm") == ".webm"
     assert suffix_for("https://x.test/a/b.exe") == ".mp4"
     assert suffix_for("https://x.test/a/noext") == ".mp4"
+
+
+async def test_a_part_from_another_render_is_never_resumed(tmp_path: Path) -> None:
+    dest = tmp_path / "v.mp4"
+    part_path(dest, "render-A").write_bytes(b"\x00\x00\x00\x18ftypXXXX" + b"A" * 500)
+    http, seen = client(serve(MP4))
+    got = await download(http, URL, dest, tag="render-B")
+    assert "range" not in seen[0].headers
+    assert dest.read_bytes() == MP4 and got.sha256 == hashlib.sha256(MP4).hexdigest()
+    assert not part_path(dest, "render-A").exists()  # stale bytes cleaned up
+
+
+async def test_a_206_at_the_wrong_offset_restarts(tmp_path: Path) -> None:
+    dest = tmp_path / "v.mp4"
+    part_path(dest).write_bytes(MP4[:1000])
+
+    def wrong(req: httpx.Request) -> httpx.Response:
+        if req.headers.get("range"):
+            return httpx.Response(
+                206,
+                stream=httpx.ByteStream(MP4),
+                headers={"Content-Range": f"bytes 0-{len(MP4) - 1}/{len(MP4)}"},
+            )
+        return httpx.Response(200, stream=httpx.ByteStream(MP4))
+
+    http, _ = client(wrong)
+    with pytest.raises(DownloadError, match="another offset"):
+        await download(http, URL, dest)
+    assert not part_path(dest).exists()
+    got = await download(http, URL, dest)
+    assert dest.read_bytes() == MP4 and got.size == len(MP4)

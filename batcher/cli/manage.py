@@ -32,6 +32,11 @@ def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
             f"{run_data['run']}: {run_data['total']} jobs ({counts}); "
             f"spend ${run_data['spend_usd']:.2f}; outputs {run_data['out_dir']}"
         )
+        if run_data["superseded_unfinished"]:
+            click.echo(
+                f"  {run_data['superseded_unfinished']} superseded version(s) of edited jobs "
+                "still in flight or unknown (kept as NAME.vN when done)"
+            )
         for job in run_data["attention"]:
             rid = f" [{job['request_id']}]" if job["request_id"] else ""
             click.echo(f"  {job['state']:<8} {job['key']}{rid}: {job['error'] or ''}")
