@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from glob import escape as glob_escape
 from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlsplit
@@ -198,8 +197,6 @@ class _Sink:
         crash_point("before_rename")
         os.replace(self.part, dest)
         _fsync_dir(dest.parent)  # the new name survives a power cut before `done` is written
-        for stale in dest.parent.glob(f"{glob_escape(dest.name)}.*part"):
-            stale.unlink(missing_ok=True)  # bytes of earlier renders of this file
         return Downloaded(dest, self.size, self.digest.hexdigest())
 
 

@@ -29,7 +29,7 @@ import anyio
 from batcher import errors
 from batcher.client import RunComfyClient
 from batcher.crashpoints import crash_point
-from batcher.download import DEFAULT_MAX_BYTES, download, suffix_for
+from batcher.download import DEFAULT_MAX_BYTES, download, part_path, suffix_for
 from batcher.models import Cancelled, Failed, JobState, OutputFile, Queued, Succeeded
 from batcher.outputs import file_stem, make_room, write_sidecar
 from batcher.pacing import Breaker, PollPlanner
@@ -558,6 +558,10 @@ class Scheduler:
             files.append(
                 OutputFile(url=_strip_query(url), path=rel, size=got.size, sha256=got.sha256)
             )
+            if job.attempts > 1:  # bytes of earlier renders of this job are no use now
+                for a in self.store.attempts(job.id):
+                    if a.request_id and a.request_id != job.request_id:
+                        part_path(folder / rel, a.request_id).unlink(missing_ok=True)
         return files
 
     async def _done(self, job: Job, files: list[OutputFile], cost: float | None) -> None:

@@ -402,3 +402,27 @@ async def test_unknown_policy_at_start_respects_the_attempt_limit(tmp_path: Path
     h.store.reconcile_orphans(["r"])  # a crash during its POST: unknown, attempt 1 used
     await h.run(on_unknown="resubmit", max_attempts=1)
     assert h.states() == {"r/job-0": "unknown"} and h.emulator.submissions == []
+
+
+async def test_bytes_of_an_earlier_render_are_cleaned_up(tmp_path: Path) -> None:
+    from batcher.download import part_path
+    from batcher.models import Submitted
+    from batcher.operations import retry_jobs
+
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(1))
+    [job] = h.store.claim(["r"], 1)
+    gone = Submitted(
+        "forgotten-1",
+        *(f"http://emu.test/v1/requests/forgotten-1/{k}" for k in ("status", "result", "cancel")),
+    )
+    h.store.record_submitted(job.id, gone)
+    stale = part_path(tmp_path / "out" / "job-0.mp4", "forgotten-1")
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half of another render")
+    await h.run()
+    assert h.states() == {"r/job-0": "failed"}
+    retry_jobs(h.store, "r", [JobState.FAILED])
+    await h.run()
+    assert h.states() == {"r/job-0": "done"} and not stale.exists()
+    assert_files_intact(h)
