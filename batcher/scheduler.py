@@ -202,15 +202,20 @@ class Scheduler:
             await self.breaker.wait()
             if not self._within_budget():
                 return
-            jobs = self.store.claim(self.runs, 1)
+            # One claim (one durable commit) for every free slot, unless a budget or a
+            # pace has to look at each job on its own.
+            paced = self.cfg.max_cost is not None or self.cfg.submit_interval > 0
+            free = 1 if paced else self.cfg.concurrency - self._remote
+            jobs = self.store.claim(self.runs, free)
             if not jobs:
                 if self._remote == 0:
                     return
                 await self._changed.wait()
                 continue
-            self._remote += 1
             assert self._tg is not None
-            self._tg.start_soon(self._guarded, jobs[0], self._lifecycle)
+            for job in jobs:
+                self._remote += 1
+                self._tg.start_soon(self._guarded, job, self._lifecycle)
             await self._pace()
 
     def _within_budget(self) -> bool:
@@ -286,7 +291,13 @@ class Scheduler:
                 crash_point("after_commit")
             self.summary.submitted += 1
             self.emit(Event("submitted", job.key, sub.request_id))
-            return self.store.job(job.id)
+            return replace(
+                job,
+                state=S.QUEUED,
+                request_id=sub.request_id,
+                handle=sub,
+                submitted_at=self.clock(),
+            )
 
     def _release(self) -> None:
         self._remote -= 1

@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -476,7 +476,7 @@ class Store:
         if not names or limit <= 0:
             return []
         marks = ",".join("?" * len(names))
-        claimed: list[int] = []
+        claimed: list[Job] = []
         # This commit is what stops a job from being sent twice: make it durable even
         # through a power cut (WAL + synchronous=FULL fsyncs this commit), the others
         # only need to survive a killed process.
@@ -484,7 +484,7 @@ class Store:
         try:
             with self._tx() as c:
                 rows = c.execute(
-                    "SELECT id, attempts FROM jobs WHERE state='pending' AND current=1"
+                    "SELECT * FROM jobs WHERE state='pending' AND current=1"
                     f" AND run IN ({marks}) ORDER BY id LIMIT ?",
                     (*names, limit),
                 ).fetchall()
@@ -503,10 +503,18 @@ class Store:
                         (r["id"], number, now),
                     )
                     self._event(c, r["id"], "pending", "submitting", {"attempt": number})
-                    claimed.append(r["id"])
+                    claimed.append(
+                        replace(
+                            Job.from_row(r),
+                            state=JobState.SUBMITTING,
+                            attempts=number,
+                            request_id=None,
+                            handle=None,
+                        )
+                    )
         finally:
             self._conn.execute("PRAGMA synchronous=NORMAL")
-        return [self.job(i) for i in claimed]
+        return claimed
 
     def record_submitted(self, job_id: int, sub: Submitted) -> bool:
         """Commit the request id the moment it is known (submitting -> queued)."""
