@@ -81,4 +81,3 @@ class ApiSettings:
                 )
             base_url = recorded
         return cls.resolve(env, emulator=False, base_url=base_url, timeouts=timeouts)
-
