@@ -1,7 +1,7 @@
-"""The state store: every run, job version, remote attempt and state change, in SQLite.
+"""The state store, writing side (queries are in reader.py).
 
 Invariants:
-- This is the only module that imports sqlite_utils / sqlite3.
+- The store package is the only place that imports sqlite_utils / sqlite3.
 - Every state change goes through `transition()`: one IMMEDIATE transaction holding the
   compare-and-set on the job's current state, its new fields and its event row. A move
   not listed in `models.ALLOWED`, or from a state the caller did not expect, is refused.
@@ -19,88 +19,18 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import sqlite_utils
-from sqlite_utils import Migrations
 
 from batcher.errors import StateError
-from batcher.models import (
-    ALLOWED,
-    Attempt,
-    JobRecord,
-    JobSpec,
-    JobState,
-    OutputFile,
-    Submitted,
-)
-
-migrations = Migrations("batcher")
-
-
-@migrations()
-def m001_initial(db: sqlite_utils.Database) -> None:
-    db.executescript(
-        """
-        CREATE TABLE runs (
-            name TEXT PRIMARY KEY, model TEXT NOT NULL, job_file TEXT, out_dir TEXT NOT NULL,
-            options TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL, updated_at REAL NOT NULL
-        );
-        CREATE TABLE jobs (
-            id INTEGER PRIMARY KEY, run TEXT NOT NULL REFERENCES runs(name), key TEXT NOT NULL,
-            version INTEGER NOT NULL, current INTEGER NOT NULL DEFAULT 1, name TEXT NOT NULL,
-            model TEXT NOT NULL, fingerprint TEXT NOT NULL, payload TEXT NOT NULL,
-            sweep TEXT NOT NULL DEFAULT '{}', repeat INTEGER NOT NULL DEFAULT 0,
-            output_name TEXT NOT NULL, cost_estimate REAL NOT NULL DEFAULT 0,
-            state TEXT NOT NULL, request_id TEXT, status_url TEXT, result_url TEXT,
-            cancel_url TEXT, attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
-            outputs TEXT NOT NULL DEFAULT '[]', cost REAL, created_at REAL NOT NULL,
-            submitted_at REAL, finished_at REAL, updated_at REAL NOT NULL,
-            UNIQUE (run, key, version)
-        );
-        CREATE INDEX jobs_state ON jobs(state);
-        CREATE INDEX jobs_run_key ON jobs(run, key, current);
-        CREATE TABLE attempts (
-            id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES jobs(id),
-            number INTEGER NOT NULL, request_id TEXT, submitted_at REAL, finished_at REAL,
-            outcome TEXT NOT NULL, error TEXT, cost REAL, UNIQUE (job_id, number)
-        );
-        CREATE INDEX attempts_request ON attempts(request_id);
-        CREATE TABLE events (
-            id INTEGER PRIMARY KEY, job_id INTEGER REFERENCES jobs(id), at REAL NOT NULL,
-            from_state TEXT, to_state TEXT, detail TEXT
-        );
-        CREATE INDEX events_job ON events(job_id);
-        """
-    )
-
-
-@migrations()
-def m002_attempt_floor(db: sqlite_utils.Database) -> None:
-    # Attempts numbered at or below the floor were used before a manual `retry`; the
-    # attempt limit counts only the ones after it.
-    db.execute("ALTER TABLE jobs ADD COLUMN attempt_floor INTEGER NOT NULL DEFAULT 0")
-
-
-# Columns a caller may set through transition(); anything else is refused.
-SETTABLE = frozenset(
-    {
-        "request_id",
-        "status_url",
-        "result_url",
-        "cancel_url",
-        "error",
-        "outputs",
-        "cost",
-        "submitted_at",
-        "finished_at",
-        "attempt_floor",
-    }
-)
-REMOVED = "removed from the job file before it was sent"
+from batcher.models import ALLOWED, JobSpec, JobState, OutputFile, Submitted
+from batcher.store.reader import Reader
+from batcher.store.rows import REMOVED, SETTABLE, Job, SyncResult
+from batcher.store.schema import migrations
 
 
 @contextmanager
@@ -121,75 +51,7 @@ def _opening(path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
-@dataclass(frozen=True)
-class Job:
-    """A job row as the scheduler needs it."""
-
-    id: int
-    run: str
-    key: str
-    version: int
-    model: str
-    payload: Mapping[str, Any]
-    output_name: str
-    cost_estimate: float
-    state: JobState
-    request_id: str | None
-    handle: Submitted | None
-    attempts: int
-    submitted_at: float | None
-    attempt_floor: int = 0  # attempts up to this number were used before a manual retry
-    current: bool = True  # False for a version superseded by an edit of the job file
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
-        rid = row["request_id"]
-        handle = (
-            Submitted(rid, row["status_url"], row["result_url"], row["cancel_url"])
-            if rid and row["status_url"]
-            else None
-        )
-        return cls(
-            id=row["id"],
-            run=row["run"],
-            key=row["key"],
-            version=row["version"],
-            model=row["model"],
-            payload=json.loads(row["payload"]),
-            output_name=row["output_name"],
-            cost_estimate=row["cost_estimate"],
-            state=JobState(row["state"]),
-            request_id=rid,
-            handle=handle,
-            attempts=row["attempts"],
-            submitted_at=row["submitted_at"],
-            attempt_floor=row["attempt_floor"],
-            current=bool(row["current"]),
-        )
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """A run's settings as recorded when it was last started."""
-
-    name: str
-    model: str
-    job_file: str | None
-    out_dir: str
-    options: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    """What syncing a job file into the store did, by job key."""
-
-    new: tuple[str, ...]
-    changed: tuple[str, ...]
-    unchanged: tuple[str, ...]
-    removed: tuple[str, ...] = ()  # pending jobs cancelled because the file dropped them
-
-
-class Store:
+class Store(Reader):
     """A handle on one state database (bound to the thread that opened it)."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], float]) -> None:
@@ -286,23 +148,6 @@ class Store:
                 (name, model, job_file, out_dir, json.dumps(dict(options)), now, now),
             )
 
-    def run_names(self) -> list[str]:
-        """Every run, oldest first (newest last)."""
-        rows = self._conn.execute("SELECT name FROM runs ORDER BY updated_at, name")
-        return [r["name"] for r in rows]
-
-    def run_info(self, name: str) -> RunInfo:
-        """A run's recorded settings; StateError naming the known runs if absent."""
-        row = self._conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()
-        if row is None:
-            known = ", ".join(self.run_names()) or "none yet"
-            raise StateError(f"no run named {name!r} in {self.path} (runs: {known})")
-        return RunInfo(
-            row["name"], row["model"], row["job_file"], row["out_dir"], json.loads(row["options"])
-        )
-
-    # -- jobs -----------------------------------------------------------------
-
     def sync_jobs(self, run: str, specs: Sequence[JobSpec]) -> SyncResult:
         """Insert new jobs and new versions of edited ones, in one transaction.
 
@@ -390,26 +235,6 @@ class Store:
                     c, r["id"], JobState.PENDING, JobState.CANCELLED, {"error": REMOVED}, "removed"
                 )
         return SyncResult(tuple(new), tuple(changed), tuple(same), tuple(r["key"] for r in removed))
-
-    def marks(self, specs: Sequence[JobSpec]) -> dict[str, str]:
-        """key -> new | changed | <state of the current version> for a planned file."""
-        out: dict[str, str] = {}
-        runs = {s.run for s in specs}
-        latest: dict[tuple[str, str], sqlite3.Row] = {}
-        for run in runs:
-            for r in self._conn.execute(
-                "SELECT key, fingerprint, state FROM jobs WHERE run=? AND current=1", (run,)
-            ):
-                latest[(run, r["key"])] = r
-        for s in specs:
-            row = latest.get((s.run, s.key))
-            if row is None:
-                out[s.key] = "new"
-            elif row["fingerprint"] != s.fingerprint:
-                out[s.key] = "changed"
-            else:
-                out[s.key] = row["state"]
-        return out
 
     def _set_state(
         self,
@@ -531,112 +356,9 @@ class Store:
             attempt={"request_id": sub.request_id, "outcome": "queued", "submitted_at": now},
         )
 
-    def peek_pending(self, runs: Iterable[str]) -> Job | None:
-        """The pending job `claim` would take next, if any."""
-        names = list(runs)
-        row = self._conn.execute(
-            "SELECT * FROM jobs WHERE state='pending' AND current=1"
-            f" AND run IN ({','.join('?' * len(names))}) ORDER BY id LIMIT 1",
-            names,
-        ).fetchone()
-        return Job.from_row(row) if row else None
-
-    def job(self, job_id: int) -> Job:
-        row = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-        if row is None:
-            raise StateError(f"no job with id {job_id}")
-        return Job.from_row(row)
-
-    def jobs(
-        self,
-        runs: Iterable[str] | None = None,
-        states: Iterable[JobState] | None = None,
-        *,
-        current_only: bool = True,
-    ) -> list[Job]:
-        """Jobs filtered by run and state, in creation order."""
-        sql, args = self._where(runs, states, current_only)
-        return [
-            Job.from_row(r)
-            for r in self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args)
-        ]
-
-    @staticmethod
-    def _where(
-        runs: Iterable[str] | None, states: Iterable[JobState] | None, current_only: bool
-    ) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        args: list[Any] = []
-        if runs is not None:
-            names = list(runs)
-            clauses.append(f"run IN ({','.join('?' * len(names))})")
-            args.extend(names)
-        if states is not None:
-            vals = [s.value for s in states]
-            clauses.append(f"state IN ({','.join('?' * len(vals))})")
-            args.extend(vals)
-        if current_only:
-            clauses.append("current=1")
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
-
-    def counts(self, runs: Iterable[str] | None = None) -> dict[str, int]:
-        """Current job versions by state."""
-        sql, args = self._where(runs, None, True)
-        rows = self._conn.execute(f"SELECT state, COUNT(*) n FROM jobs{sql} GROUP BY state", args)
-        return {r["state"]: r["n"] for r in rows}
-
-    def committed_spend(self, runs: Iterable[str]) -> float:
-        """USD of every attempt that was (or may have been) sent, actual cost where known."""
-        names = list(runs)
-        marks = ",".join("?" * len(names))
-        row = self._conn.execute(
-            "SELECT COALESCE(SUM(COALESCE(a.cost, j.cost_estimate)), 0) s FROM attempts a"
-            f" JOIN jobs j ON j.id=a.job_id WHERE j.run IN ({marks})"
-            " AND a.outcome NOT IN ('not_sent', 'rejected')",
-            names,
-        ).fetchone()
-        return float(row["s"])
-
     def set_attempt_cost(self, job_id: int, cost: float) -> None:
         with self._tx() as c:
             self._update_attempt(c, job_id, {"cost": cost})
-
-    def attempts(self, job_id: int) -> list[Attempt]:
-        rows = self._conn.execute(
-            "SELECT * FROM attempts WHERE job_id=? ORDER BY number", (job_id,)
-        )
-        return [
-            Attempt(
-                number=r["number"],
-                request_id=r["request_id"],
-                submitted_at=r["submitted_at"],
-                finished_at=r["finished_at"],
-                outcome=r["outcome"],
-                error=r["error"],
-            )
-            for r in rows
-        ]
-
-    def events(self, job_id: int) -> list[dict[str, Any]]:
-        rows = self._conn.execute("SELECT * FROM events WHERE job_id=? ORDER BY id", (job_id,))
-        return [dict(r) for r in rows]
-
-    def records(self, run: str | None = None) -> list[JobRecord]:
-        """Every job version of a run (or all runs), as reports read them."""
-        sql, args = self._where([run] if run else None, None, False)
-        out_dirs = {
-            r["name"]: r["out_dir"] for r in self._conn.execute("SELECT name, out_dir FROM runs")
-        }
-        rows = self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args).fetchall()
-        return [self._record(r, out_dirs.get(r["run"], "")) for r in rows]
-
-    def record(self, job_id: int) -> JobRecord:
-        """One job version as reports read it."""
-        r = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
-        if r is None:
-            raise StateError(f"no job with id {job_id}")
-        row = self._conn.execute("SELECT out_dir FROM runs WHERE name=?", (r["run"],)).fetchone()
-        return self._record(r, row["out_dir"] if row else "")
 
     def set_outputs(self, job_id: int, outputs: Sequence[OutputFile], *, reason: str) -> None:
         """Replace a job's recorded files (e.g. an old version's file moved aside)."""
@@ -646,33 +368,6 @@ class Store:
                 "UPDATE jobs SET outputs=?, updated_at=? WHERE id=?", (data, self._clock(), job_id)
             )
             self._event(c, job_id, None, None, {"reason": reason, "outputs": data})
-
-    def _record(self, r: sqlite3.Row, out_dir: str) -> JobRecord:
-        outputs = tuple(OutputFile(**o) for o in json.loads(r["outputs"]))
-        return JobRecord(
-            id=r["id"],
-            run=r["run"],
-            key=r["key"],
-            name=r["name"],
-            version=r["version"],
-            current=bool(r["current"]),
-            model=r["model"],
-            fingerprint=r["fingerprint"],
-            payload=json.loads(r["payload"]),
-            sweep=json.loads(r["sweep"]),
-            repeat=r["repeat"],
-            output_name=r["output_name"],
-            out_dir=out_dir,
-            state=JobState(r["state"]),
-            request_id=r["request_id"],
-            attempts=tuple(self.attempts(r["id"])),
-            error=r["error"],
-            outputs=outputs,
-            cost=r["cost"] if r["cost"] is not None else r["cost_estimate"],
-            created_at=r["created_at"],
-            submitted_at=r["submitted_at"],
-            finished_at=r["finished_at"],
-        )
 
     def reconcile_orphans(self, runs: Iterable[str]) -> list[Job]:
         """Jobs left `submitting` by a dead process: their POST outcome is unknown.

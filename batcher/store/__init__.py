@@ -1,0 +1,24 @@
+"""The state store: every run, job version, remote attempt and state change, in SQLite.
+
+`db.Store` (transactions, writes, migrations on open) builds on `reader.Reader`
+(queries); `rows` holds the row types, `schema` the append-only migrations. This package
+is the only user of sqlite3 and sqlite_utils.
+"""
+
+from __future__ import annotations
+
+from batcher.store.db import Store, plan_marks
+from batcher.store.rows import REMOVED, Job, RunInfo, SyncResult
+from batcher.store.schema import m001_initial, m002_attempt_floor, migrations
+
+__all__ = [
+    "REMOVED",
+    "Job",
+    "RunInfo",
+    "Store",
+    "SyncResult",
+    "m001_initial",
+    "m002_attempt_floor",
+    "migrations",
+    "plan_marks",
+]

@@ -1,0 +1,190 @@
+"""Read-only queries of the state store (`db.Store` adds the writes).
+
+Invariant: nothing here writes; every method is one or a few SELECTs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from batcher.errors import StateError
+from batcher.models import Attempt, JobRecord, JobSpec, JobState, OutputFile
+from batcher.store.rows import Job, RunInfo
+
+
+class Reader:
+    """Queries over runs, jobs, attempts and events."""
+
+    path: Path
+    _conn: sqlite3.Connection
+
+    def run_names(self) -> list[str]:
+        """Every run, oldest first (newest last)."""
+        rows = self._conn.execute("SELECT name FROM runs ORDER BY updated_at, name")
+        return [r["name"] for r in rows]
+
+    def run_info(self, name: str) -> RunInfo:
+        """A run's recorded settings; StateError naming the known runs if absent."""
+        row = self._conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()
+        if row is None:
+            known = ", ".join(self.run_names()) or "none yet"
+            raise StateError(f"no run named {name!r} in {self.path} (runs: {known})")
+        return RunInfo(
+            row["name"], row["model"], row["job_file"], row["out_dir"], json.loads(row["options"])
+        )
+
+    # -- jobs -----------------------------------------------------------------
+
+    def marks(self, specs: Sequence[JobSpec]) -> dict[str, str]:
+        """key -> new | changed | <state of the current version> for a planned file."""
+        out: dict[str, str] = {}
+        runs = {s.run for s in specs}
+        latest: dict[tuple[str, str], sqlite3.Row] = {}
+        for run in runs:
+            for r in self._conn.execute(
+                "SELECT key, fingerprint, state FROM jobs WHERE run=? AND current=1", (run,)
+            ):
+                latest[(run, r["key"])] = r
+        for s in specs:
+            row = latest.get((s.run, s.key))
+            if row is None:
+                out[s.key] = "new"
+            elif row["fingerprint"] != s.fingerprint:
+                out[s.key] = "changed"
+            else:
+                out[s.key] = row["state"]
+        return out
+
+    def peek_pending(self, runs: Iterable[str]) -> Job | None:
+        """The pending job `claim` would take next, if any."""
+        names = list(runs)
+        row = self._conn.execute(
+            "SELECT * FROM jobs WHERE state='pending' AND current=1"
+            f" AND run IN ({','.join('?' * len(names))}) ORDER BY id LIMIT 1",
+            names,
+        ).fetchone()
+        return Job.from_row(row) if row else None
+
+    def job(self, job_id: int) -> Job:
+        row = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if row is None:
+            raise StateError(f"no job with id {job_id}")
+        return Job.from_row(row)
+
+    def jobs(
+        self,
+        runs: Iterable[str] | None = None,
+        states: Iterable[JobState] | None = None,
+        *,
+        current_only: bool = True,
+    ) -> list[Job]:
+        """Jobs filtered by run and state, in creation order."""
+        sql, args = self._where(runs, states, current_only)
+        return [
+            Job.from_row(r)
+            for r in self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args)
+        ]
+
+    @staticmethod
+    def _where(
+        runs: Iterable[str] | None, states: Iterable[JobState] | None, current_only: bool
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if runs is not None:
+            names = list(runs)
+            clauses.append(f"run IN ({','.join('?' * len(names))})")
+            args.extend(names)
+        if states is not None:
+            vals = [s.value for s in states]
+            clauses.append(f"state IN ({','.join('?' * len(vals))})")
+            args.extend(vals)
+        if current_only:
+            clauses.append("current=1")
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+    def counts(self, runs: Iterable[str] | None = None) -> dict[str, int]:
+        """Current job versions by state."""
+        sql, args = self._where(runs, None, True)
+        rows = self._conn.execute(f"SELECT state, COUNT(*) n FROM jobs{sql} GROUP BY state", args)
+        return {r["state"]: r["n"] for r in rows}
+
+    def committed_spend(self, runs: Iterable[str]) -> float:
+        """USD of every attempt that was (or may have been) sent, actual cost where known."""
+        names = list(runs)
+        marks = ",".join("?" * len(names))
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(COALESCE(a.cost, j.cost_estimate)), 0) s FROM attempts a"
+            f" JOIN jobs j ON j.id=a.job_id WHERE j.run IN ({marks})"
+            " AND a.outcome NOT IN ('not_sent', 'rejected')",
+            names,
+        ).fetchone()
+        return float(row["s"])
+
+    def attempts(self, job_id: int) -> list[Attempt]:
+        rows = self._conn.execute(
+            "SELECT * FROM attempts WHERE job_id=? ORDER BY number", (job_id,)
+        )
+        return [
+            Attempt(
+                number=r["number"],
+                request_id=r["request_id"],
+                submitted_at=r["submitted_at"],
+                finished_at=r["finished_at"],
+                outcome=r["outcome"],
+                error=r["error"],
+            )
+            for r in rows
+        ]
+
+    def events(self, job_id: int) -> list[dict[str, Any]]:
+        rows = self._conn.execute("SELECT * FROM events WHERE job_id=? ORDER BY id", (job_id,))
+        return [dict(r) for r in rows]
+
+    def records(self, run: str | None = None) -> list[JobRecord]:
+        """Every job version of a run (or all runs), as reports read them."""
+        sql, args = self._where([run] if run else None, None, False)
+        out_dirs = {
+            r["name"]: r["out_dir"] for r in self._conn.execute("SELECT name, out_dir FROM runs")
+        }
+        rows = self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args).fetchall()
+        return [self._record(r, out_dirs.get(r["run"], "")) for r in rows]
+
+    def record(self, job_id: int) -> JobRecord:
+        """One job version as reports read it."""
+        r = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if r is None:
+            raise StateError(f"no job with id {job_id}")
+        row = self._conn.execute("SELECT out_dir FROM runs WHERE name=?", (r["run"],)).fetchone()
+        return self._record(r, row["out_dir"] if row else "")
+
+    def _record(self, r: sqlite3.Row, out_dir: str) -> JobRecord:
+        outputs = tuple(OutputFile(**o) for o in json.loads(r["outputs"]))
+        return JobRecord(
+            id=r["id"],
+            run=r["run"],
+            key=r["key"],
+            name=r["name"],
+            version=r["version"],
+            current=bool(r["current"]),
+            model=r["model"],
+            fingerprint=r["fingerprint"],
+            payload=json.loads(r["payload"]),
+            sweep=json.loads(r["sweep"]),
+            repeat=r["repeat"],
+            output_name=r["output_name"],
+            out_dir=out_dir,
+            state=JobState(r["state"]),
+            request_id=r["request_id"],
+            attempts=tuple(self.attempts(r["id"])),
+            error=r["error"],
+            outputs=outputs,
+            cost=r["cost"] if r["cost"] is not None else r["cost_estimate"],
+            created_at=r["created_at"],
+            submitted_at=r["submitted_at"],
+            finished_at=r["finished_at"],
+        )
