@@ -1,4 +1,5 @@
-"""Files next to each video: the sidecar JSON, and room for a new version's file.
+"""What lands in a run's output folder: each job's files under their names, the sidecar
+JSON next to them, and room made for a new version's file.
 
 Invariants: a sidecar is written atomically and never contains the API token (it is
 built only from the job record, which never holds it). A newer version never overwrites
@@ -9,14 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from batcher.download import write_json_atomic
+from batcher.download import download, part_path, suffix_for, write_json_atomic
 from batcher.models import JobRecord, OutputFile
 from batcher.store import Job, Store
+
+if TYPE_CHECKING:  # the client is passed through to download()
+    import httpx
 
 
 def iso(ts: float | None) -> str | None:
@@ -72,6 +77,36 @@ def write_sidecar(
     text = json.dumps(data, indent=2, ensure_ascii=False)
     write_json_atomic(path, text + "\n")
     return path
+
+
+async def land_files(
+    store: Store,
+    http: httpx.AsyncClient,
+    job: Job,
+    folder: Path,
+    urls: Sequence[str],
+    *,
+    max_bytes: int,
+) -> list[OutputFile]:
+    """Download every output of a job version under its names (NAME.mp4, NAME-2.mp4...)."""
+    files: list[OutputFile] = []
+    stem = file_stem(job)
+    for i, url in enumerate(urls):
+        rel = f"{stem}{'' if i == 0 else f'-{i + 1}'}{suffix_for(url)}"
+        if job.current:
+            make_room(store, job, folder, rel)
+        got = await download(http, url, folder / rel, max_bytes=max_bytes, tag=job.request_id or "")
+        files.append(OutputFile(url=strip_query(url), path=rel, size=got.size, sha256=got.sha256))
+        if job.attempts > 1:  # bytes of earlier renders of this job are no use now
+            for a in store.attempts(job.id):
+                if a.request_id and a.request_id != job.request_id:
+                    part_path(folder / rel, a.request_id).unlink(missing_ok=True)
+    return files
+
+
+def strip_query(url: str) -> str:
+    """Signed URLs carry short-lived credentials: keep only the stable part."""
+    return url.split("?", 1)[0]
 
 
 def file_stem(job: Job) -> str:

@@ -29,9 +29,9 @@ import anyio
 from batcher import errors
 from batcher.client import RunComfyClient
 from batcher.crashpoints import crash_point
-from batcher.download import DEFAULT_MAX_BYTES, download, part_path, suffix_for
+from batcher.download import DEFAULT_MAX_BYTES
 from batcher.models import Cancelled, Failed, JobState, OutputFile, Queued, Succeeded
-from batcher.outputs import file_stem, make_room, write_sidecar
+from batcher.outputs import file_stem, land_files, write_sidecar
 from batcher.pacing import Breaker, PollPlanner
 from batcher.retry import Action, Backoff, classify
 from batcher.store import Job, Store
@@ -534,7 +534,14 @@ class Scheduler:
                 if not isinstance(res, Succeeded) or not res.outputs:
                     raise errors.DownloadError(f"result is not a success with outputs: {res}")
                 async with self._downloads:
-                    files = await self._download_all(job, res.outputs)
+                    files = await land_files(
+                        self.store,
+                        self.files,
+                        job,
+                        self.out_dirs[job.run],
+                        res.outputs,
+                        max_bytes=self.cfg.max_download_bytes,
+                    )
             except errors.DownloadError as exc:
                 failures += 1
                 if failures >= self.cfg.download_attempts:
@@ -548,30 +555,6 @@ class Scheduler:
                 continue
             await self._done(job, files, res.cost)
             return
-
-    async def _download_all(self, job: Job, urls: Sequence[str]) -> list[OutputFile]:
-        folder = self.out_dirs[job.run]
-        files: list[OutputFile] = []
-        stem = file_stem(job)
-        for i, url in enumerate(urls):
-            rel = f"{stem}{'' if i == 0 else f'-{i + 1}'}{suffix_for(url)}"
-            if job.current:
-                make_room(self.store, job, folder, rel)
-            got = await download(
-                self.files,
-                url,
-                folder / rel,
-                max_bytes=self.cfg.max_download_bytes,
-                tag=job.request_id or "",
-            )
-            files.append(
-                OutputFile(url=_strip_query(url), path=rel, size=got.size, sha256=got.sha256)
-            )
-            if job.attempts > 1:  # bytes of earlier renders of this job are no use now
-                for a in self.store.attempts(job.id):
-                    if a.request_id and a.request_id != job.request_id:
-                        part_path(folder / rel, a.request_id).unlink(missing_ok=True)
-        return files
 
     async def _done(self, job: Job, files: list[OutputFile], cost: float | None) -> None:
         now = self.clock()
@@ -591,8 +574,3 @@ class Scheduler:
         crash_point("before_done")
         if self.store.transition(job.id, S.DOWNLOADING, S.DONE, attempt=attempt, **fields):
             self.emit(Event("done", job.key, ", ".join(f.path for f in files)))
-
-
-def _strip_query(url: str) -> str:
-    """Signed URLs carry short-lived credentials: keep only the stable part."""
-    return url.split("?", 1)[0]
