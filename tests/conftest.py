@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from tests.emulator_server import emulator_server, fake_clock  # noqa: F401 (fixtures)
+from tests.emulator_server import (  # noqa: F401 (fixtures)
+    clock,
+    emulator_server,
+    fake_clock,
+    http,
+    srv,
+)
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,16 @@ import pytest
 from batcher.emulator import Emulator, EmulatorConfig
 from batcher.emulator.server import EmulatorServer
 
-__all__ = ["FakeClock", "RunningEmulator", "emulator_server", "fake_clock", "running_emulator"]
+__all__ = [
+    "FakeClock",
+    "RunningEmulator",
+    "clock",
+    "emulator_server",
+    "fake_clock",
+    "http",
+    "running_emulator",
+    "srv",
+]
 
 MODEL = "kling/kling-3.0/pro/text-to-video"
 
@@ -134,3 +143,23 @@ def emulator_server() -> Iterator[Callable[..., RunningEmulator]]:
 def fake_clock() -> FakeClock:
     """A FakeClock at 2023-11-14T22:13:20Z that moves only when told."""
     return FakeClock()
+
+
+@pytest.fixture(scope="module")
+def srv() -> Iterator[RunningEmulator]:
+    """One loopback emulator per test module; tests `reset()` it to their config."""
+    with running_emulator() as running:
+        yield running
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fresh FakeClock (same as `fake_clock`), under the short name the tests use."""
+    return FakeClock()
+
+
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    """A plain synchronous httpx client for raw contract requests."""
+    with httpx.Client(timeout=10) as client:
+        yield client

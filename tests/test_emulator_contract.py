@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -14,27 +13,10 @@ import httpx
 import pytest
 
 from batcher.emulator import Emulator, EmulatorConfig, canonical_sha256
-from tests.emulator_server import MODEL, FakeClock, RunningEmulator, running_emulator
+from tests.emulator_server import MODEL, FakeClock, RunningEmulator
 
 AUTH = {"Authorization": "Bearer tok-A"}
 ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[RunningEmulator]:
-    with running_emulator() as running:
-        yield running
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
-        yield client
 
 
 def reset(srv: RunningEmulator, clock: FakeClock, **kw: Any) -> Emulator:

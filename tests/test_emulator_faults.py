@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -12,26 +11,9 @@ import httpx
 import pytest
 
 from batcher.emulator import Emulator, EmulatorConfig, parse_faults
-from tests.emulator_server import FakeClock, RunningEmulator, running_emulator
+from tests.emulator_server import FakeClock, RunningEmulator
 
 AUTH = {"Authorization": "Bearer tok"}
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[RunningEmulator]:
-    with running_emulator() as running:
-        yield running
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
-        yield client
 
 
 def reset(srv: RunningEmulator, clock: FakeClock, *faults: str, **kw: Any) -> Emulator:

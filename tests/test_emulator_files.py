@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -13,23 +12,6 @@ from batcher.emulator.files import clips
 from tests.emulator_server import FakeClock, RunningEmulator, running_emulator
 
 AUTH = {"Authorization": "Bearer tok"}
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[RunningEmulator]:
-    with running_emulator() as running:
-        yield running
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
-        yield client
 
 
 def rendered(
