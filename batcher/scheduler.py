@@ -370,21 +370,20 @@ class Scheduler:
         queued_until = started
         running_since: float | None = None
         video = float(job.payload.get("duration", 5))
+        polled = False  # the deadline applies only once a poll has seen it unfinished
         while True:
             now = self.clock()
             elapsed = now - started
-            if self.cfg.deadline is not None and elapsed > self.cfg.deadline:
+            if polled and self.cfg.deadline is not None and elapsed > self.cfg.deadline:
                 await self._deadline(job, state)
                 return
             running_for = now - running_since if running_since is not None else None
-            await self.sleep(
-                self.planner.interval(
-                    elapsed=elapsed,
-                    video_seconds=video,
-                    position=position,
-                    running_for=running_for,
-                )
+            wait = self.planner.interval(
+                elapsed=elapsed, video_seconds=video, position=position, running_for=running_for
             )
+            if not polled and elapsed > self.planner.maximum:
+                wait = 0.0  # resumed long after its submit: ask at once
+            await self.sleep(wait)
             await self.breaker.wait()
             assert job.handle is not None
             try:
@@ -394,6 +393,7 @@ class Scheduler:
                     return
                 continue
             self.breaker.success()
+            polled = True
             if isinstance(st, Queued):
                 position, queued_until = st.position, self.clock()
             elif isinstance(st, Succeeded):

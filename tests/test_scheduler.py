@@ -426,3 +426,17 @@ async def test_bytes_of_an_earlier_render_are_cleaned_up(tmp_path: Path) -> None
     await h.run()
     assert h.states() == {"r/job-0": "done"} and not stale.exists()
     assert_files_intact(h)
+
+
+async def test_a_job_resumed_after_its_deadline_is_polled_before_giving_up(tmp_path: Path) -> None:
+    from tests.emulator_server import FakeClock
+
+    remote_time = FakeClock()
+    h = Harness(tmp_path, EmulatorConfig(speed=1.0, clock=remote_time))
+    h.store.sync_jobs("r", specs(1))
+    [job] = h.store.claim(["r"], 1)
+    await submit_by_hand(h, job.id, job.payload)
+    remote_time.advance(86400)  # it finished remotely while we were away for a day
+    h.store._conn.execute("UPDATE jobs SET submitted_at = submitted_at - 86400")
+    await h.run(deadline=3600)
+    assert h.states() == {"r/job-0": "done"}
