@@ -94,6 +94,19 @@ def start(
     )
 
 
+def wait_for_submissions(
+    emu: RunningEmulator, proc: subprocess.Popen[str], n: int, *, may_exit: bool = False
+) -> None:
+    """Block until the emulator has accepted `n` requests (bounded: 60 s)."""
+    deadline = time.monotonic() + 60
+    while len(emu.emulator.submissions) < n:
+        if proc.poll() is not None:
+            assert may_exit, f"runner exited early: {proc.returncode}"
+            return
+        assert time.monotonic() < deadline, "runner made no progress"
+        time.sleep(0.005)
+
+
 def fresh(emu: RunningEmulator, tmp: Path, **cfg: Any) -> Path:
     emu.reset(EmulatorConfig(**({"speed": 0.02, "slots": 4, "token": TOKEN} | cfg)))
     (tmp / "jobs.yaml").write_text(SWEEP)
@@ -234,10 +247,7 @@ def test_kill_9_at_a_random_moment_then_resume(
     tmp = fresh(emu, tmp_path)
     want = rng.randint(1, N_JOBS - 1)
     proc = start(run_args(tmp, "--concurrency", "2"), cwd=tmp, base_url=emu.base_url)
-    deadline = time.monotonic() + 60
-    while len(emu.emulator.submissions) < want and proc.poll() is None:
-        assert time.monotonic() < deadline, "runner made no progress"
-        time.sleep(0.005)
+    wait_for_submissions(emu, proc, want, may_exit=True)
     proc.kill()
     proc.communicate(timeout=30)
     finish_after_crash(emu, tmp)
@@ -289,10 +299,7 @@ def test_sigint_saves_state_exits_130_and_resume_finishes(
 ) -> None:
     tmp = fresh(emu, tmp_path, speed=0.2)
     proc = start(run_args(tmp, "--concurrency", "2"), cwd=tmp, base_url=emu.base_url)
-    deadline = time.monotonic() + 60
-    while len(emu.emulator.submissions) < 2:
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.005)
+    wait_for_submissions(emu, proc, 2)
     proc.send_signal(signal.SIGINT)
     out, errtext = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + errtext
@@ -335,10 +342,7 @@ def test_a_second_sigint_exits_at_once_and_state_stays_consistent(
 ) -> None:
     tmp = fresh(emu, tmp_path, speed=0.2)
     proc = start(run_args(tmp, "--concurrency", "3"), cwd=tmp, base_url=emu.base_url)
-    deadline = time.monotonic() + 60
-    while len(emu.emulator.submissions) < 3:
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.005)
+    wait_for_submissions(emu, proc, 3)
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
     out, errtext = proc.communicate(timeout=30)
@@ -352,10 +356,7 @@ def test_a_locked_run_is_not_touched_by_a_second_runner(
 ) -> None:
     tmp = fresh(emu, tmp_path, speed=0.1)
     a = start(run_args(tmp, "--concurrency", "1"), cwd=tmp, base_url=emu.base_url)
-    deadline = time.monotonic() + 60
-    while not emu.emulator.submissions:
-        assert time.monotonic() < deadline and a.poll() is None
-        time.sleep(0.005)
+    wait_for_submissions(emu, a, 1)
     (tmp / "jobs.yaml").write_text(SWEEP.replace("Slow dolly-in", "Slow dolly-out"))
     b = batcher(run_args(tmp), cwd=tmp, base_url=emu.base_url)
     assert b.returncode == 2 and "another batcher process" in b.stderr, b.stderr
