@@ -41,6 +41,9 @@ if TYPE_CHECKING:  # the scheduler passes the files client through; it makes no 
 
 S = JobState
 UNSENT = ("not_sent", "rejected")
+# Where a job goes when its task meets an unexpected error: a POST that may have gone out
+# is an unknown outcome; a download can be retried as a download.
+AFTER_CRASH = {S.SUBMITTING: (S.UNKNOWN, "unknown"), S.DOWNLOADING: (S.FAILED, "download_failed")}
 MAX_HICCUPS = 50  # API errors tolerated while fetching one result
 
 
@@ -145,24 +148,11 @@ class Scheduler:
         why = f"internal error: {type(exc).__name__}: {exc}"
         self.emit(Event("warn", job.key, why))
         try:
-            now = self.store.job(job.id)
-            if now.state is S.SUBMITTING:
-                self.store.transition(
-                    job.id,
-                    S.SUBMITTING,
-                    S.UNKNOWN,
-                    error=why,
-                    attempt={"outcome": "unknown", "error": why},
-                )
-            elif now.state is S.DOWNLOADING:
-                self.store.transition(
-                    job.id,
-                    S.DOWNLOADING,
-                    S.FAILED,
-                    error=why,
-                    attempt={"outcome": "download_failed", "error": why},
-                )
-            # queued / running: left as they are; `resume` follows them again.
+            state = self.store.job(job.id).state
+            if state in AFTER_CRASH:  # queued / running: left as they are; resume follows them
+                to, outcome = AFTER_CRASH[state]
+                attempt = {"outcome": outcome, "error": why}
+                self.store.transition(job.id, state, to, error=why, attempt=attempt)
         except Exception as again:  # noqa: BLE001 - the store itself may be what failed
             self.emit(Event("warn", job.key, f"could not record the error: {again}"))
 
