@@ -55,7 +55,7 @@ def status_data(store: Store, run: str | None) -> dict[str, Any]:
                 "counts": dict(sorted(counts.items())),
                 "spend_usd": round(store.committed_spend([name]), 4),
                 "attention": attention,
-                # Old versions of edited jobs still rendering or held (paid, kept as .vN).
+                # Old versions of edited jobs still rendering or held (paid, kept as NAME~vN).
                 "superseded_unfinished": sum(
                     1
                     for j in store.jobs([name], SUPERSEDED_WATCH, current_only=False)

@@ -3,7 +3,8 @@ JSON next to them, and room made for a new version's file.
 
 Invariants: a sidecar is written atomically and never contains the API token (it is
 built only from the job record, which never holds it). A newer version never overwrites
-an older version's file: the old file is moved to `NAME.vN.EXT` and its record updated.
+an older version's file: the old file is moved to `NAME~vN.EXT` and its record updated
+(`~` never appears in an output name, so no job's own file can have that name).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batcher.download import download, part_path, suffix_for, write_json_atomic
-from batcher.models import JobRecord, OutputFile
+from batcher.models import Attempt, JobRecord, OutputFile
 from batcher.store import Job, Store
 
 if TYPE_CHECKING:  # the client is passed through to download()
@@ -45,10 +46,7 @@ def sidecar_data(
         "repeat": rec.repeat,
         "request_id": rec.request_id,
         "outputs": [f.__dict__ for f in files],
-        "attempts": [
-            a.__dict__ | {"submitted_at": iso(a.submitted_at), "finished_at": iso(a.finished_at)}
-            for a in rec.attempts
-        ],
+        "attempts": [_attempt(a, a is rec.attempts[-1], finished_at) for a in rec.attempts],
         "timings": {
             "created_at": iso(rec.created_at),
             "submitted_at": iso(rec.submitted_at),
@@ -60,6 +58,15 @@ def sidecar_data(
         "cost_usd": cost if cost is not None else rec.cost,
         "cost_is_estimate": cost is None,
     }
+
+
+def _attempt(a: Attempt, last: bool, finished_at: float) -> dict[str, Any]:
+    # The sidecar is written just before the `done` commit that closes the last attempt:
+    # say here what that commit will say.
+    data = a.__dict__ | {"submitted_at": iso(a.submitted_at), "finished_at": iso(a.finished_at)}
+    if last:
+        data |= {"outcome": "succeeded", "finished_at": iso(finished_at)}
+    return data
 
 
 def write_sidecar(
@@ -110,15 +117,15 @@ def strip_query(url: str) -> str:
 
 
 def file_stem(job: Job) -> str:
-    """The file name stem of a job version: superseded versions carry `.vN`."""
-    return job.output_name if job.current else f"{job.output_name}.v{job.version}"
+    """The file name stem of a job version: superseded versions carry `~vN`."""
+    return job.output_name if job.current else f"{job.output_name}~v{job.version}"
 
 
 def make_room(store: Store, job: Job, folder: Path, rel: str) -> None:
     """If an older version of this key owns `rel`, move its file (and sidecar) aside.
 
     The record is updated before the file moves, and a move found half done (record
-    says `.vN`, the file is still at `rel`) is finished, so a crash at any point here
+    says `~vN`, the file is still at `rel`) is finished, so a crash at any point here
     leaves every file findable from its record.
     """
     dest = folder / rel
@@ -128,7 +135,7 @@ def make_room(store: Store, job: Job, folder: Path, rel: str) -> None:
     for old in store.records(job.run):
         if old.key != job.key or old.id == job.id:
             continue
-        moved = f"{stem}.v{old.version}{ext}"
+        moved = f"{stem}~v{old.version}{ext}"
         owns = any(o.path == rel for o in old.outputs)
         half_done = any(o.path == moved for o in old.outputs) and not (folder / moved).exists()
         if not (owns or half_done):
@@ -139,5 +146,18 @@ def make_room(store: Store, job: Job, folder: Path, rel: str) -> None:
         os.replace(dest, folder / moved)
         side = folder / f"{old.output_name}.json"
         if side.exists():
-            os.replace(side, folder / f"{old.output_name}.v{old.version}.json")
+            _archive_sidecar(side, folder / f"{old.output_name}~v{old.version}.json", rel, moved)
         return
+
+
+def _archive_sidecar(side: Path, target: Path, rel: str, moved: str) -> None:
+    """Move an old version's sidecar aside, pointing it at the file's new name."""
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+        for out in data.get("outputs", []):
+            if out.get("path") == rel:
+                out["path"] = moved
+        write_json_atomic(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        side.unlink()
+    except (OSError, ValueError, AttributeError):
+        os.replace(side, target)  # unreadable: keep it as it is, under the archive name

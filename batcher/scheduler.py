@@ -128,7 +128,7 @@ class Scheduler:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             # Every version still remote is followed, superseded ones included: they
-            # were paid for, so they are downloaded (under NAME.vN) and reported.
+            # were paid for, so they are downloaded (under NAME~vN) and reported.
             for job in self.store.jobs(self.runs, [S.QUEUED, S.RUNNING], current_only=False):
                 self._remote += 1
                 tg.start_soon(self._guarded, job, self._follow_then_release)

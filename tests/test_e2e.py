@@ -167,7 +167,7 @@ def test_sweep_completes_rerun_submits_nothing_edit_renders_one(
     edited = batcher(run_args(tmp), cwd=tmp, base_url=emu.base_url)
     assert edited.returncode == 0, edited.stderr
     assert len(emu.emulator.submissions) == N_JOBS + 1
-    assert (tmp / "out" / "sweep" / "terrace.v1.mp4").exists()
+    assert (tmp / "out" / "sweep" / "terrace~v1.mp4").exists()
     check_outputs(tmp)
 
 

@@ -4,6 +4,7 @@ retries, unknown outcomes, budget, deadline, auth and balance, versions."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +157,13 @@ async def test_edited_job_is_a_new_version_and_the_old_file_is_kept(tmp_path: Pa
         for r in h.store.records("r")
         if r.key == "r/job-1"
     )
-    assert versions == [(1, False, "job-1.v1.mp4"), (2, True, "job-1.mp4")]
-    assert (tmp_path / "out" / "job-1.v1.mp4").exists()
-    assert (tmp_path / "out" / "job-1.v1.json").exists()
+    assert versions == [(1, False, "job-1~v1.mp4"), (2, True, "job-1.mp4")]
+    assert (tmp_path / "out" / "job-1~v1.mp4").exists()
+    archived = json.loads((tmp_path / "out" / "job-1~v1.json").read_text())
+    assert archived["outputs"][0]["path"] == "job-1~v1.mp4"  # follows its file
+    current = json.loads((tmp_path / "out" / "job-1.json").read_text())
+    assert current["attempts"][-1]["outcome"] == "succeeded"
+    assert current["attempts"][-1]["finished_at"] is not None
 
 
 async def test_rate_limits_and_server_errors_are_survived_without_duplicates(
@@ -353,10 +358,10 @@ async def test_a_superseded_version_in_flight_is_still_downloaded(tmp_path: Path
         (r.version, r.current): (r.state, [o.path for o in r.outputs]) for r in h.store.records("r")
     }
     assert versions == {
-        (1, False): (JobState.DONE, ["job-0.v1.mp4"]),
+        (1, False): (JobState.DONE, ["job-0~v1.mp4"]),
         (2, True): (JobState.DONE, ["job-0.mp4"]),
     }
-    assert (tmp_path / "out" / "job-0.v1.json").exists()
+    assert (tmp_path / "out" / "job-0~v1.json").exists()
     assert_files_intact(h)
 
 

@@ -35,7 +35,7 @@ def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
         if run_data["superseded_unfinished"]:
             click.echo(
                 f"  {run_data['superseded_unfinished']} superseded version(s) of edited jobs "
-                "still in flight or unknown (kept as NAME.vN when done)"
+                "still in flight or unknown (kept as NAME~vN when done)"
             )
         for job in run_data["attention"]:
             rid = f" [{job['request_id']}]" if job["request_id"] else ""
