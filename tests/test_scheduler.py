@@ -445,3 +445,20 @@ async def test_a_job_resumed_after_its_deadline_is_polled_before_giving_up(tmp_p
     h.store._conn.execute("UPDATE jobs SET submitted_at = submitted_at - 86400")
     await h.run(deadline=3600)
     assert h.states() == {"r/job-0": "done"}
+
+
+async def test_an_archived_version_never_lands_on_another_jobs_file(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    clip, other = specs(2)
+    other = JobSpec(**{**other.__dict__, "output_name": "job-0.v1", "key": "r/job-0.v1"})
+    h.store.sync_jobs("r", [clip, other])
+    await h.run()
+    theirs = (tmp_path / "out" / "job-0.v1.mp4").read_bytes()
+    edited = JobSpec(
+        **{**clip.__dict__, "payload": {"prompt": "edited", "duration": 5}, "fingerprint": "v2"}
+    )
+    h.store.sync_jobs("r", [edited, other])
+    await h.run()
+    assert (tmp_path / "out" / "job-0.v1.mp4").read_bytes() == theirs
+    assert (tmp_path / "out" / "job-0~v1.mp4").exists()
+    assert_files_intact(h)
