@@ -20,7 +20,7 @@ import anyio
 import httpx
 
 from batcher.client import RunComfyClient
-from batcher.errors import UsageError
+from batcher.errors import ConfigError, UsageError
 from batcher.jobfile import JobFile
 from batcher.scheduler import Event, Scheduler, SchedulerConfig, Summary
 from batcher.settings import ApiSettings
@@ -72,18 +72,37 @@ def run_folder(jf: JobFile, out: Path | None) -> Path:
     return (root / jf.run).resolve()
 
 
-def record_runs(
-    store: Store, files: Sequence[JobFile], *, out: Path | None, options: dict[str, Any]
-) -> dict[str, Path]:
-    """Sync every job file into the store; returns run -> output folder."""
+def check_distinct_runs(files: Sequence[JobFile]) -> None:
+    """Each job file of one invocation must be its own run."""
     seen: dict[str, Path] = {}
     for jf in files:
         if jf.run in seen:
             raise UsageError(
-                f"two job files use the run name {jf.run!r}: {seen[jf.run]} and "
-                f"{jf.path}; give one a different `name:`"
+                f"{seen[jf.run]} and {jf.path} both define run {jf.run!r}; "
+                "give one a different `name:` (or pass the file once)"
             )
         seen[jf.run] = jf.path
+
+
+def ensure_writable(folder: Path) -> None:
+    """Refuse before anything is paid for if the run's files could not be saved."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".batcher-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write output files in {folder}: {exc.strerror or exc}; "
+            "fix it or choose another --out"
+        ) from exc
+
+
+def record_runs(
+    store: Store, files: Sequence[JobFile], *, out: Path | None, options: dict[str, Any]
+) -> dict[str, Path]:
+    """Sync every job file into the store; returns run -> output folder."""
+    check_distinct_runs(files)
     folders: dict[str, Path] = {}
     for jf in files:
         folder = run_folder(jf, out)

@@ -164,3 +164,16 @@ def test_pending_jobs_dropped_from_the_file_are_cancelled_and_come_back(store: S
     back = store.sync_jobs("r", [spec("a"), spec("b", "b")])
     assert back.unchanged == ("r/a", "r/b")
     assert [j.key for j in store.jobs(["r"], [JobState.PENDING])] == ["r/b"]
+
+
+def test_another_programs_database_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "theirs.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.execute("INSERT INTO notes VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StateError, match="not a batcher state database"):
+        Store.open(path, create=False)
+    assert path.read_bytes() == before

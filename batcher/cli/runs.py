@@ -31,7 +31,7 @@ from batcher.locks import RunLock
 from batcher.models import JobState
 from batcher.retry import Backoff
 from batcher.scheduler import SchedulerConfig, Summary
-from batcher.session import drive, record_runs
+from batcher.session import check_distinct_runs, drive, ensure_writable, record_runs, run_folder
 from batcher.settings import ApiSettings
 from batcher.store import Store
 
@@ -339,6 +339,9 @@ def run(
         for w in jf.warnings:
             err(str(w))
     runs = [jf.run for jf in loaded]
+    check_distinct_runs(loaded)
+    for jf in loaded:
+        ensure_writable(run_folder(jf, out_dir))
     with Store.open(state_path) as store, _locked(store.path, runs):
         for run_name in runs:  # a run started against another API stays with it
             if run_name in store.run_names():

@@ -33,6 +33,23 @@ from batcher.store.rows import REMOVED, SETTABLE, Job, SyncResult
 from batcher.store.schema import migrations
 
 
+def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse (and leave untouched) an SQLite file that some other program made."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return  # new or empty: ours to set up
+    ours = "_sqlite_migrations" in tables and conn.execute(
+        "SELECT 1 FROM _sqlite_migrations WHERE migration_set='batcher' LIMIT 1"
+    ).fetchone()
+    if not ours:
+        conn.close()
+        shown = ", ".join(sorted(tables)[:5])
+        raise StateError(
+            f"{path}: not a batcher state database (it holds other tables: {shown}); "
+            "it was left untouched: choose another --state"
+        )
+
+
 @contextmanager
 def _opening(path: Path) -> Iterator[None]:
     """Serialise opening + migrating across processes (WAL switch and DDL race otherwise)."""
@@ -80,6 +97,7 @@ class Store(Reader):
         try:
             conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
             conn.row_factory = sqlite3.Row
+            _check_ours(conn, path)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: survives process crash / kill -9
             conn.execute("PRAGMA busy_timeout=30000")
