@@ -20,8 +20,9 @@ import anyio
 import httpx
 
 from batcher.client import RunComfyClient
-from batcher.errors import ConfigError, UsageError
+from batcher.errors import AuthError, BatcherError, ConfigError, TransportError, UsageError
 from batcher.jobfile import JobFile
+from batcher.models import JobState
 from batcher.scheduler import Event, Scheduler, SchedulerConfig, Summary
 from batcher.settings import ApiSettings
 from batcher.store import Store
@@ -135,6 +136,7 @@ async def drive(
         client,
         files,
     ):
+        await preflight(store, client, runs)
         sched = Scheduler(
             store, client, files, runs=runs, out_dirs=out_dirs, config=config, on_event=on_event
         )
@@ -145,6 +147,38 @@ async def drive(
             summary = await sched.run()
             tg.cancel_scope.cancel()
         return summary
+
+
+PREFLIGHT_TRIES = 3
+UNFINISHED = (JobState.PENDING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)
+
+
+async def preflight(store: Store, client: RunComfyClient, runs: Sequence[str]) -> None:
+    """Before work starts, make sure the API answers at all (any HTTP answer will do).
+
+    A wrong base URL, DNS name or scheme would otherwise be retried all night as
+    "nothing was sent"; an outage that begins later is waited out as usual.
+    """
+    if not store.jobs(runs, UNFINISHED, current_only=False):
+        return
+    model = store.run_info(runs[0]).model
+    for attempt in range(1, PREFLIGHT_TRIES + 1):
+        try:
+            await client.model_info(model)
+            return
+        except TransportError as exc:
+            if exc.sent or attempt == PREFLIGHT_TRIES:
+                if exc.sent:
+                    return  # it answered something, however badly: reachable
+                raise ConfigError(
+                    f"cannot reach the API at {client.base_url}: {exc}; check "
+                    "RUNCOMFY_BASE_URL and the network (nothing was submitted)"
+                ) from exc
+            await anyio.sleep(attempt)
+        except AuthError:
+            raise
+        except BatcherError:
+            return  # an HTTP answer, even an error: the API is there
 
 
 async def _watch_signals(sched: Scheduler, on_event: Callable[[Event], None]) -> None:

@@ -382,3 +382,13 @@ def test_resume_stays_with_the_api_the_run_started_with(
     )
     assert emulated.returncode == 2 and "--emulator" in emulated.stderr
     assert len(emu.emulator.submissions) == 1
+
+
+def test_an_unreachable_api_is_reported_at_once(emu: RunningEmulator, tmp_path: Path) -> None:
+    tmp = fresh(emu, tmp_path)
+    started = time.monotonic()
+    run = batcher(run_args(tmp), cwd=tmp, base_url="http://127.0.0.1:9")  # refused
+    assert run.returncode == 2 and "cannot reach the API" in run.stderr, run.stderr
+    assert time.monotonic() - started < 30
+    status = batcher(["status", "--state", "state.db", "--json"], cwd=tmp, base_url=emu.base_url)
+    assert json.loads(status.stdout)["runs"][0]["counts"] == {"pending": N_JOBS}
