@@ -308,7 +308,9 @@ class Scheduler:
                 job.id,
                 S.SUBMITTING,
                 S.UNKNOWN,
-                error=f"submit outcome unknown: {exc}",
+                error=str(exc)
+                if isinstance(exc, errors.UnknownOutcome)
+                else f"submit outcome unknown: {exc}",
                 attempt={"outcome": "unknown", "error": str(exc), "finished_at": now},
             )
             self.emit(Event("unknown", job.key, str(exc)))

@@ -30,7 +30,8 @@ def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in run_data["counts"].items())
         click.echo(
             f"{run_data['run']}: {run_data['total']} jobs ({counts}); "
-            f"spend ${run_data['spend_usd']:.2f}; outputs {run_data['out_dir']}"
+            f"spend at most ${run_data['spend_usd']:.2f} (sent, incl. failed/unknown); "
+            f"outputs {run_data['out_dir']}"
         )
         if run_data["superseded_unfinished"]:
             click.echo(

@@ -38,9 +38,12 @@ def _check_ours(conn: sqlite3.Connection, path: Path) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if not tables:
         return  # new or empty: ours to set up
-    ours = "_sqlite_migrations" in tables and conn.execute(
-        "SELECT 1 FROM _sqlite_migrations WHERE migration_set='batcher' LIMIT 1"
-    ).fetchone()
+    ours = (
+        "_sqlite_migrations" in tables
+        and conn.execute(
+            "SELECT 1 FROM _sqlite_migrations WHERE migration_set='batcher' LIMIT 1"
+        ).fetchone()
+    )
     if not ours:
         conn.close()
         shown = ", ".join(sorted(tables)[:5])

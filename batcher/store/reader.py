@@ -120,7 +120,7 @@ class Reader:
         row = self._conn.execute(
             "SELECT COALESCE(SUM(COALESCE(a.cost, j.cost_estimate)), 0) s FROM attempts a"
             f" JOIN jobs j ON j.id=a.job_id WHERE j.run IN ({marks})"
-            " AND a.outcome NOT IN ('not_sent', 'rejected')",
+            " AND a.outcome NOT IN ('not_sent', 'rejected', 'cancelled')",
             names,
         ).fetchone()
         return float(row["s"])
