@@ -266,7 +266,7 @@ def test_rows_from_csv_are_typed_by_the_schema() -> None:
     jf = load(
         "defaults: {duration: 10}\njobs:\n  - rows: r.csv\n    aspect_ratio: '9:16'\n", r__csv=CSV
     )
-    assert [j.name for j in jf.jobs] == ["harbour", "market", "r-3"]
+    assert [j.name for j in jf.jobs] == ["harbour", "market", "r-unnamed-1b6cc1"]
     a, b, c = (dict(j.payload) for j in jf.jobs)
     assert a == {
         "prompt": "Boats, at dawn",
@@ -310,7 +310,7 @@ def test_rows_from_tsv_and_jsonl() -> None:
     assert [(j.name, dict(j.payload)) for j in jf.jobs] == [
         ("a", {"prompt": "A fox", "duration": 7}),
         ("b", {"prompt": "An owl", "sound": False}),
-        ("r-2", {"prompt": "x"}),
+        ("r-x-b2c6fa", {"prompt": "x"}),
     ]
 
 
@@ -608,3 +608,15 @@ def test_exponent_numbers_are_numbers() -> None:
     assert problems("jobs:\n  - {prompt: p, cfg_scale: '1e-3'}\n") == [
         "t.yaml:2:28: jobs[0].cfg_scale: must be a number, not '1e-3' (remove the quotes)"
     ]
+
+
+def test_rows_without_names_keep_their_names_when_rows_are_inserted() -> None:
+    rows = "prompt\nA red fox in snow\nA lighthouse at night\nA red fox in snow\n"
+    before = load("jobs:\n  - rows: r.csv\n", r__csv=rows)
+    after = load("jobs:\n  - rows: r.csv\n", r__csv="prompt\nA new first row\n" + rows[7:])
+    old = {j.key: j.fingerprint for j in before.jobs}
+    new = {j.key: j.fingerprint for j in after.jobs}
+    assert len(old) == 3 and set(old) < set(new) and len(new) == 4
+    assert all(new[k] == fp for k, fp in old.items())  # nothing renamed, nothing changed
+    names = [j.name for j in before.jobs]
+    assert names[0].startswith("r-a-red-fox-in-") and names[2] == names[0] + "-2"

@@ -16,8 +16,10 @@ Invariants:
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,12 +115,13 @@ class Expander:
         )
         self.problems.extend(problems)
         base = entry.name or Path(rel).stem
-        return [self.row_variant(entry, row, base) for row in rows]
+        seen: Counter[str] = Counter()
+        return [self.row_variant(entry, row, base, seen) for row in rows]
 
     def row_variant(
-        self, entry: Entry, row: Row, base: str
+        self, entry: Entry, row: Row, base: str, seen: Counter[str]
     ) -> tuple[str, Origin, Origin, dict[str, Value], dict[str, list[Value]]]:
-        name, name_origin = row.name or (f"{base}-{row.number}", row.origin)
+        name, name_origin = row.name or (row_name(base, row, seen), row.origin)
         fields = {**entry.fields, **row.fields}
         sweep = {k: v for k, v in entry.sweep.items() if k not in row.fields}
         return name, name_origin, row.origin, fields, sweep
@@ -286,3 +289,17 @@ def finish(
             )
         )
     return tuple(specs)
+
+
+def row_name(base: str, row: Row, seen: Counter[str]) -> str:
+    """A default name for a row without a `name` cell, from what the row says.
+
+    Not from its position: inserting or sorting rows must not rename (and so re-render)
+    the others. Identical rows are told apart by their order among themselves.
+    """
+    cells = {k: v for k, (v, _) in row.fields.items()}
+    digest = hashlib.sha256(names.canonical_json(cells).encode()).hexdigest()[:6]
+    words = re.findall(r"[A-Za-z0-9]+", str(cells.get("prompt", "")))[:4]
+    name = "-".join([base, *(w.lower() for w in words), digest])
+    seen[name] += 1
+    return name if seen[name] == 1 else f"{name}-{seen[name]}"
