@@ -462,3 +462,38 @@ async def test_an_archived_version_never_lands_on_another_jobs_file(tmp_path: Pa
     assert (tmp_path / "out" / "job-0.v1.mp4").read_bytes() == theirs
     assert (tmp_path / "out" / "job-0~v1.mp4").exists()
     assert_files_intact(h)
+
+
+async def test_going_back_to_a_rendered_payload_renders_nothing(tmp_path: Path) -> None:
+    from batcher.store import plan_marks
+
+    h = Harness(tmp_path)
+    original = specs(1)
+    h.store.sync_jobs("r", original)
+    await h.run()
+    edited = [
+        JobSpec(
+            **{
+                **original[0].__dict__,
+                "payload": {"prompt": "dusk", "duration": 5},
+                "fingerprint": "dusk",
+            }
+        )
+    ]
+    h.store.sync_jobs("r", edited)
+    await h.run()
+    assert len(h.emulator.submissions) == 2
+    assert plan_marks(h.store.path, original) == {"r/job-0": "done"}
+    h.store.sync_jobs("r", original)  # the edit is reverted
+    summary = await h.run()
+    assert summary.submitted == 0 and len(h.emulator.submissions) == 2
+    [current] = [r for r in h.store.records("r") if r.current]
+    assert current.version == 1 and current.state is JobState.DONE
+    assert (tmp_path / "out" / current.outputs[0].path).exists()
+    edited_again = [
+        JobSpec(**{**original[0].__dict__, "payload": {"prompt": "noon"}, "fingerprint": "noon"})
+    ]
+    assert h.store.sync_jobs("r", edited_again).changed == ("r/job-0",)  # version 3, no clash
+    await h.run()
+    assert {r.version for r in h.store.records("r")} == {1, 2, 3}
+    assert_files_intact(h)

@@ -189,6 +189,18 @@ class Store(Reader):
                     (run,),
                 )
             }
+            top = dict(
+                c.execute("SELECT key, MAX(version) FROM jobs WHERE run=? GROUP BY key", (run,))
+            )
+            # Finished earlier versions, so an edit that goes back to one is not paid again.
+            done_before = {
+                (r["key"], r["fingerprint"]): r["id"]
+                for r in c.execute(
+                    "SELECT id, key, fingerprint FROM jobs WHERE run=? AND current=0"
+                    " AND state='done' ORDER BY version",
+                    (run,),
+                )
+            }
             for spec in specs:
                 old = latest.get(spec.key)
                 if old is not None and old["fingerprint"] == spec.fingerprint:
@@ -203,9 +215,8 @@ class Store(Reader):
                             "back in the job file",
                         )
                     continue
-                version = 1
+                version = top.get(spec.key, 0) + 1
                 if old is not None:
-                    version = old["version"] + 1
                     changed.append(spec.key)
                     c.execute(
                         "UPDATE jobs SET current=0, updated_at=? WHERE id=?", (now, old["id"])
@@ -221,6 +232,11 @@ class Store(Reader):
                         )
                 else:
                     new.append(spec.key)
+                restored = done_before.get((spec.key, spec.fingerprint))
+                if restored is not None:
+                    c.execute("UPDATE jobs SET current=1, updated_at=? WHERE id=?", (now, restored))
+                    self._event(c, restored, None, None, {"reason": "restored: same payload"})
+                    continue
                 cur = c.execute(
                     "INSERT INTO jobs (run, key, version, current, name, model, fingerprint,"
                     " payload, sweep, repeat, output_name, cost_estimate, state, created_at,"

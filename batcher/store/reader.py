@@ -44,17 +44,23 @@ class Reader:
         out: dict[str, str] = {}
         runs = {s.run for s in specs}
         latest: dict[tuple[str, str], sqlite3.Row] = {}
+        done_before: set[tuple[str, str, str]] = set()
         for run in runs:
             for r in self._conn.execute(
-                "SELECT key, fingerprint, state FROM jobs WHERE run=? AND current=1", (run,)
+                "SELECT key, fingerprint, state, current FROM jobs WHERE run=?", (run,)
             ):
-                latest[(run, r["key"])] = r
+                if r["current"]:
+                    latest[(run, r["key"])] = r
+                elif r["state"] == "done":
+                    done_before.add((run, r["key"], r["fingerprint"]))
         for s in specs:
             row = latest.get((s.run, s.key))
             if row is None:
                 out[s.key] = "new"
             elif row["fingerprint"] != s.fingerprint:
-                out[s.key] = "changed"
+                # Back to a payload an earlier version already rendered: nothing to pay.
+                back = (s.run, s.key, s.fingerprint) in done_before
+                out[s.key] = "done" if back else "changed"
             else:
                 out[s.key] = row["state"]
         return out
