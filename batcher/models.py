@@ -45,7 +45,7 @@ ALLOWED: Mapping[JobState, frozenset[JobState]] = {
     S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
     S.RUNNING: frozenset({S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
     S.DOWNLOADING: frozenset({S.DOWNLOADING, S.DONE, S.PENDING, S.FAILED}),
-    S.DONE: frozenset(),
+    S.DONE: frozenset({S.DOWNLOADING}),  # a file went missing: fetch it again
     S.FAILED: frozenset({S.PENDING, S.DOWNLOADING}),
     S.UNKNOWN: frozenset({S.PENDING, S.CANCELLED, S.QUEUED}),
     S.CANCELLED: frozenset({S.PENDING}),

@@ -55,6 +55,7 @@ def status_data(store: Store, run: str | None) -> dict[str, Any]:
                 "counts": dict(sorted(counts.items())),
                 "spend_usd": round(store.committed_spend([name]), 4),
                 "attention": attention,
+                "missing_files": [j.key for j in missing_files(store, name)],
                 # Old versions of edited jobs still rendering or held (paid, kept as NAME~vN).
                 "superseded_unfinished": sum(
                     1
@@ -113,6 +114,27 @@ async def _cancel_remote(store: Store, api: ApiSettings, jobs: Sequence[Job]) ->
                     "it will finish and be billed; `batcher resume` downloads it"
                 )
     return lines
+
+
+def missing_files(store: Store, run: str) -> list[Job]:
+    """Done jobs (current versions) whose files are no longer where their record says."""
+    folder = Path(store.run_info(run).out_dir)
+    gone = []
+    for rec in store.records(run):
+        if rec.current and rec.state is S.DONE:
+            if any(not (folder / o.path).is_file() for o in rec.outputs):
+                gone.append(store.job(rec.id))
+    return gone
+
+
+def refetch_missing(store: Store, run: str | None) -> list[Job]:
+    """Done jobs whose files were deleted go back to `downloading` (no new render)."""
+    moved = []
+    for name in _runs(store, run):
+        for job in missing_files(store, name):
+            if store.transition(job.id, S.DONE, S.DOWNLOADING, reason="file missing"):
+                moved.append(job)
+    return moved
 
 
 def retry_jobs(store: Store, run: str | None, states: Sequence[JobState]) -> list[Job]:

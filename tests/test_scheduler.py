@@ -497,3 +497,19 @@ async def test_going_back_to_a_rendered_payload_renders_nothing(tmp_path: Path) 
     await h.run()
     assert {r.version for r in h.store.records("r")} == {1, 2, 3}
     assert_files_intact(h)
+
+
+async def test_a_deleted_file_is_noticed_and_downloaded_again(tmp_path: Path) -> None:
+    from batcher.operations import missing_files, refetch_missing, status_data
+
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(2))
+    await h.run()
+    (tmp_path / "out" / "job-1.mp4").unlink()
+    assert [j.key for j in missing_files(h.store, "r")] == ["r/job-1"]
+    assert status_data(h.store, "r")["runs"][0]["missing_files"] == ["r/job-1"]
+    assert [j.key for j in refetch_missing(h.store, "r")] == ["r/job-1"]
+    await h.run()
+    assert (tmp_path / "out" / "job-1.mp4").exists() and len(h.emulator.submissions) == 2
+    assert missing_files(h.store, "r") == []
+    assert_files_intact(h)

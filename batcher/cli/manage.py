@@ -10,7 +10,7 @@ import click
 
 from batcher.cli.common import handle_errors, state_option
 from batcher.models import JobState
-from batcher.operations import cancel_runs, retry_jobs, status_data
+from batcher.operations import cancel_runs, refetch_missing, retry_jobs, status_data
 from batcher.store import Store
 
 
@@ -33,6 +33,11 @@ def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
             f"spend at most ${run_data['spend_usd']:.2f} (sent, incl. failed/unknown); "
             f"outputs {run_data['out_dir']}"
         )
+        if run_data["missing_files"]:
+            click.echo(
+                f"  {len(run_data['missing_files'])} done job(s) have missing files: "
+                "`batcher retry --missing` downloads them again"
+            )
         if run_data["superseded_unfinished"]:
             click.echo(
                 f"  {run_data['superseded_unfinished']} superseded version(s) of edited jobs "
@@ -68,16 +73,24 @@ def cancel(run_name: str | None, base_url: str | None, state_path: Path) -> None
     help="Unknown-outcome jobs: resubmits them, which may pay twice.",
 )
 @click.option("--cancelled", "cancelled", is_flag=True, help="Cancelled jobs.")
+@click.option(
+    "--missing", "missing", is_flag=True, help="Done jobs whose files were deleted (re-download)."
+)
 @state_option
 @handle_errors
 def retry(
-    run_name: str | None, failed: bool, unknown: bool, cancelled: bool, state_path: Path
+    run_name: str | None,
+    failed: bool,
+    unknown: bool,
+    cancelled: bool,
+    missing: bool,
+    state_path: Path,
 ) -> None:
-    """Put failed (or unknown / cancelled) jobs back to pending; then `batcher resume`."""
+    """Put failed (or unknown / cancelled / missing) jobs back; then `batcher resume`."""
     states = [
         s
         for s, on in (
-            (JobState.FAILED, failed or not (unknown or cancelled)),
+            (JobState.FAILED, failed or not (unknown or cancelled or missing)),
             (JobState.UNKNOWN, unknown),
             (JobState.CANCELLED, cancelled),
         )
@@ -85,7 +98,10 @@ def retry(
     ]
     with Store.open(state_path, create=False) as store:
         moved = retry_jobs(store, run_name, states)
+        fetch = refetch_missing(store, run_name) if missing else []
     click.echo(f"{len(moved)} job(s) back to pending; run `batcher resume` to continue")
+    if missing:
+        click.echo(f"{len(fetch)} done job(s) with missing files will be downloaded again")
     if unknown and any(m.state is JobState.UNKNOWN for m in moved):
         click.echo(
             "note: unknown-outcome jobs may already have been accepted; resubmitting may pay twice"
