@@ -14,6 +14,7 @@ import anyio
 import click
 
 from batcher.cli.common import (
+    DEFAULT_STATE,
     EXIT_AUTH,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -357,8 +358,9 @@ def run(
             if make_report:
                 _report(store, runs)
             else:
+                where = "" if str(state_path) == DEFAULT_STATE else f" --state {state_path}"
                 for run_name in runs:
-                    click.echo(f"HTML report: batcher report {run_name}")
+                    click.echo(f"HTML report: batcher report {run_name}{where}")
     sys.exit(code)
 
 
