@@ -620,3 +620,10 @@ def test_rows_without_names_keep_their_names_when_rows_are_inserted() -> None:
     assert all(new[k] == fp for k, fp in old.items())  # nothing renamed, nothing changed
     names = [j.name for j in before.jobs]
     assert names[0].startswith("r-a-red-fox-in-") and names[2] == names[0] + "-2"
+
+
+def test_an_unquoted_aspect_ratio_is_text_not_a_base_60_number() -> None:
+    jf = load("jobs:\n  - prompt: a fox\n    sweep: {aspect_ratio: [9:16, 1:1]}\n")
+    assert sorted(j.payload["aspect_ratio"] for j in jf.jobs) == ["1:1", "9:16"]
+    jf = load("jobs:\n  - prompt: a fox\n    aspect_ratio: 16:9\n")
+    assert jf.jobs[0].payload["aspect_ratio"] == "16:9"

@@ -49,6 +49,7 @@ class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
 for _cls in (_SafeLoader, _FastLoader):
     _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXP_FLOAT, list("-+0123456789."))
 _T = "tag:yaml.org,2002:"
+_SEXAGESIMAL = {_T + "int", _T + "float"}
 _KEEP_TEXT = {_T + "timestamp"}  # dates stay text: a prompt is never a datetime
 _SCALAR_TAGS = {_T + "null", _T + "bool", _T + "int", _T + "float"}
 _COLLECTION_TAGS = {_T + "map", _T + "seq"}
@@ -209,6 +210,10 @@ class _Builder:
         if tag == _T + "str":
             return node.value
         if tag in _KEEP_TEXT:
+            return node.value
+        if tag in _SEXAGESIMAL and ":" in node.value:
+            # YAML 1.1 reads 16:9 as the base-60 number 969; YAML 1.2 dropped that, and
+            # here it is always an aspect ratio or a time: keep the text.
             return node.value
         make: Callable[[Any, Node], Any] | None = self.ctor.yaml_constructors.get(tag)
         if make is None or tag not in _SCALAR_TAGS:
