@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
@@ -89,9 +90,8 @@ def ensure_writable(folder: Path) -> None:
     """Refuse before anything is paid for if the run's files could not be saved."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".batcher-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".batcher-write-test-"):
+            pass  # a unique name: two runners may check one folder at the same moment
     except OSError as exc:
         raise ConfigError(
             f"cannot write output files in {folder}: {exc.strerror or exc}; "
