@@ -627,3 +627,9 @@ def test_an_unquoted_aspect_ratio_is_text_not_a_base_60_number() -> None:
     assert sorted(j.payload["aspect_ratio"] for j in jf.jobs) == ["1:1", "9:16"]
     jf = load("jobs:\n  - prompt: a fox\n    aspect_ratio: 16:9\n")
     assert jf.jobs[0].payload["aspect_ratio"] == "16:9"
+
+
+def test_a_semicolon_separated_csv_gets_a_hint() -> None:
+    with pytest.raises(JobFileInvalid) as info:
+        load("jobs:\n  - rows: r.csv\n", r__csv="prompt;duration\nA fox;5\n")
+    assert "separated by ';'" in str(info.value.problems[0])

@@ -103,6 +103,9 @@ class _Reader:
 
     def unknown(self, line: int, col: int, column: str) -> None:
         hint = did_you_mean(column, self.known)
+        for sep in (";", "\t", "|"):
+            if sep in column and all(p.strip() in self.known for p in column.split(sep)):
+                hint = f" (columns are separated by {sep!r} here; use commas, or a .tsv for tabs)"
         o = self.origin(line, col, f"{self.where}.{column}" if column else self.where)
         what = f"unknown column {column!r}{hint}" if column else "empty column name"
         self.problems.append(o.problem(what))
