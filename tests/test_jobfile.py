@@ -633,3 +633,11 @@ def test_a_semicolon_separated_csv_gets_a_hint() -> None:
     with pytest.raises(JobFileInvalid) as info:
         load("jobs:\n  - rows: r.csv\n", r__csv="prompt;duration\nA fox;5\n")
     assert "separated by ';'" in str(info.value.problems[0])
+
+
+def test_a_duplicated_job_still_gets_its_other_problems_reported() -> None:
+    with pytest.raises(JobFileInvalid) as info:
+        load('jobs:\n  - name: a\n    prompt: x\n  - name: a\n    prompt: ""\n')
+    found = [p.what for p in info.value.problems]
+    assert any("duplicate job name" in w for w in found)
+    assert any("prompt is empty" in w for w in found)

@@ -87,7 +87,9 @@ class Expander:
         for entry in body.entries:
             for name, name_origin, origin, fields, sweep in self.variants(entry):
                 if not self.claim_name(name, name_origin):
-                    continue
+                    # Already an error; still expand it (under a name no job can have) so
+                    # its other problems are reported too.
+                    name = f"{name}~duplicate-{name_origin.line}-{name_origin.col}"
                 count = entry.repeat * _product(len(v) for v in sweep.values())
                 self.total += count
                 if self.total > MAX_JOBS:
