@@ -38,6 +38,14 @@ class JobState(StrEnum):
 
 
 TERMINAL = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+# Work a run still has to do (unknown outcomes wait for a person, so they are not here).
+UNFINISHED = (
+    JobState.PENDING,
+    JobState.SUBMITTING,
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.DOWNLOADING,
+)
 S = JobState
 ALLOWED: Mapping[JobState, frozenset[JobState]] = {
     S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED, S.FAILED}),

@@ -23,7 +23,7 @@ import httpx
 from batcher.client import RunComfyClient
 from batcher.errors import AuthError, BatcherError, ConfigError, TransportError, UsageError
 from batcher.jobfile import JobFile
-from batcher.models import JobState
+from batcher.models import UNFINISHED
 from batcher.scheduler import Event, Scheduler, SchedulerConfig, Summary
 from batcher.settings import ApiSettings
 from batcher.store import Store
@@ -150,7 +150,6 @@ async def drive(
 
 
 PREFLIGHT_TRIES = 3
-UNFINISHED = (JobState.PENDING, JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING)
 
 
 async def preflight(store: Store, client: RunComfyClient, runs: Sequence[str]) -> None:

@@ -109,7 +109,9 @@ def test_committed_spend_counts_sent_attempts(store: Store) -> None:
     assert store.committed_spend(["r"]) == 0
     [job] = store.claim(["r"], 1)
     assert store.committed_spend(["r"]) == pytest.approx(0.84)
-    store.set_attempt_cost(job.id, 0.5)
+    store.transition(
+        job.id, JobState.SUBMITTING, JobState.UNKNOWN, attempt={"outcome": "unknown", "cost": 0.5}
+    )
     assert store.committed_spend(["r"]) == pytest.approx(0.5)
 
 

@@ -29,7 +29,7 @@ from batcher.client import Timeouts
 from batcher.errors import UsageError
 from batcher.jobfile import load_jobfile
 from batcher.locks import RunLock
-from batcher.models import JobState
+from batcher.models import UNFINISHED, JobState
 from batcher.retry import Backoff
 from batcher.scheduler import SchedulerConfig, Summary
 from batcher.session import check_distinct_runs, drive, ensure_writable, record_runs, run_folder
@@ -37,13 +37,6 @@ from batcher.settings import ApiSettings
 from batcher.store import Store
 
 DEFAULT_DEADLINE = 6 * 3600.0  # seconds a request may take before it is given up
-UNFINISHED = (
-    JobState.PENDING,
-    JobState.SUBMITTING,
-    JobState.QUEUED,
-    JobState.RUNNING,
-    JobState.DOWNLOADING,
-)
 
 
 def _run_options(fn: Any) -> Any:

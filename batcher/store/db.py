@@ -393,10 +393,6 @@ class Store(Reader):
             attempt={"request_id": sub.request_id, "outcome": "queued", "submitted_at": now},
         )
 
-    def set_attempt_cost(self, job_id: int, cost: float) -> None:
-        with self._tx() as c:
-            self._update_attempt(c, job_id, {"cost": cost})
-
     def set_outputs(self, job_id: int, outputs: Sequence[OutputFile], *, reason: str) -> None:
         """Replace a job's recorded files (e.g. an old version's file moved aside)."""
         data = json.dumps([o.__dict__ for o in outputs])
