@@ -7,7 +7,9 @@ BatcherError
 ├── SchemaError                unknown model / unreadable schema file (exit 2)
 ├── ConfigError                missing token, bad base URL (exit 2)
 ├── StateError                 state database unusable or locked (exit 2)
-│   └── StateLocked            another runner holds the submit lock
+│   ├── StateLocked            another runner holds the submit lock
+│   ├── StateBusy              another program holds the database's write lock
+│   └── StateWriteFailed       a write could not be committed (disk full, I/O, read-only)
 ├── ApiError                   the RunComfy API answered with an error
 │   ├── AuthError              401/403/400004: fatal for the run (exit 3)
 │   ├── InsufficientBalance    402/400002: stop new submissions
@@ -82,6 +84,14 @@ class StateError(BatcherError):
 
 class StateLocked(StateError):
     """Another batcher process holds the lock on this state file."""
+
+
+class StateBusy(StateError):
+    """The database stayed locked by another connection past the busy timeout."""
+
+
+class StateWriteFailed(StateError):
+    """A write to the state database failed (disk full, I/O error, read-only file)."""
 
 
 @dataclass
