@@ -10,8 +10,10 @@ Invariants:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -22,7 +24,7 @@ import httpx
 from httpx._client import UseClientDefault
 
 from batcher.crashpoints import crash_point
-from batcher.errors import DownloadError, UrlExpired
+from batcher.errors import DiskFull, DownloadError, UrlExpired
 
 SPILL = 8 << 20  # bytes held in memory before a download goes to its .part file
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -59,16 +61,43 @@ async def download(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: httpx.Timeout | UseClientDefault = httpx.USE_CLIENT_DEFAULT,
     tag: str = "",
+    time_for: Callable[[int], float] | None = None,
 ) -> Downloaded:
     """Fetch `url` into `dest` (resuming a `.part` left by an earlier try) and verify it.
 
     `tag` names the render the bytes belong to (its request id), so a partial file is
-    only ever resumed with bytes of the same render.
+    only ever resumed with bytes of the same render. `time_for(size)` bounds the whole
+    transfer once its size is known (httpx's read timeout restarts on every chunk, so a
+    trickling server would otherwise hold the download forever).
     """
     part = part_path(dest, tag)
     have = part.stat().st_size if part.exists() else 0
+    got: Downloaded | None = None
+    allowed: list[float] = []
+    with anyio.CancelScope() as scope:
+        got = await _fetch(
+            http, url, dest, part, have, max_bytes, timeout, scope, time_for, allowed
+        )
+    if got is None:  # the whole-file deadline passed; the bytes so far stay in `.part`
+        raise DownloadError(f"download too slow: not complete after {allowed[0]:.0f} s")
+    return got
+
+
+async def _fetch(
+    http: httpx.AsyncClient,
+    url: str,
+    dest: Path,
+    part: Path,
+    have: int,
+    max_bytes: int,
+    timeout: httpx.Timeout | UseClientDefault,
+    scope: anyio.CancelScope,
+    time_for: Callable[[int], float] | None,
+    allowed: list[float],
+) -> Downloaded:
     headers = {"Range": f"bytes={have}-"} if have else {}
     sink: _Sink | None = None
+    started = anyio.current_time()
     try:
         async with http.stream("GET", url, headers=headers, timeout=timeout) as resp:
             if resp.status_code in (403, 404, 410):
@@ -86,20 +115,43 @@ async def download(
             total = _expected_total(resp, sink.size)
             if total is not None and total > max_bytes:
                 raise DownloadError(f"file is {total} bytes, over the {max_bytes}-byte cap")
+            if time_for is not None:
+                allowed.append(time_for(total if total is not None else max_bytes))
+                scope.deadline = started + allowed[0]
             async for chunk in resp.aiter_raw():  # as received: a drop loses nothing
                 await sink.write(chunk, max_bytes)
                 crash_point("mid_download")
         if total is not None and sink.size != total:
             raise DownloadError(f"download truncated: {sink.size} of {total} bytes")
-        return await anyio.to_thread.run_sync(sink.commit, dest)
+        with anyio.CancelScope(shield=True):  # the deadline never tears a rename
+            landed = await anyio.to_thread.run_sync(sink.commit, dest)
+        return landed
+    except anyio.get_cancelled_exc_class():
+        _keep(sink)  # what arrived is resumed next time
+        raise
     except httpx.TransportError as exc:
         _keep(sink)
         raise DownloadError(f"download interrupted: {type(exc).__name__}: {exc}") from exc
     except DownloadError:
         _keep(sink)
         raise
-    except OSError as exc:  # disk full, permissions: fail this file, not the whole run
-        raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from exc
+    except OSError as exc:
+        mapped = write_error(part, exc)
+        if sink is not None:
+            sink.close()
+            if isinstance(mapped, DiskFull):  # give the space back; nothing more fits
+                part.unlink(missing_ok=True)
+        raise mapped from exc
+
+
+# No space, no quota, read-only: no file of this run can be stored.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def write_error(path: Path, exc: OSError) -> DownloadError:
+    """The error for a failed local write: `DiskFull` when no file could be stored."""
+    why = f"cannot write {path}: {exc.strerror or exc}"
+    return DiskFull(why) if exc.errno in DISK_ERRNOS else DownloadError(why)
 
 
 def _range_start(resp: httpx.Response) -> int | None:
@@ -172,8 +224,11 @@ class _Sink:
 
     def close(self) -> None:
         if self.fh is not None:
-            self.fh.close()
-            self.fh = None
+            fh, self.fh = self.fh, None
+            try:
+                fh.close()
+            except OSError:
+                pass  # its flush failed (disk full): the write error is already reported
 
     def commit(self, dest: Path) -> Downloaded:
         """Worker thread: write, fsync, check the MP4 header, rename to the final name."""

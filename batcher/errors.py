@@ -21,7 +21,8 @@ BatcherError
 ├── TransportError             no answer at all (connect error, timeout, dropped)
 │   └── UnknownOutcome         a POST may or may not have been accepted
 └── DownloadError              an output file could not be fetched or verified
-    └── UrlExpired             the output URL answered 403/404: refresh from /result
+    ├── UrlExpired             the output URL answered 403/404: refresh from /result
+    └── DiskFull               the output folder cannot take files (no space, read-only)
 
 Failed jobs are data in the store, not exceptions that stop the batch: these are raised
 by the layer that meets the condition and caught by the layer that decides what to do.
@@ -163,3 +164,8 @@ class DownloadError(BatcherError):
 
 class UrlExpired(DownloadError):
     """The output URL answered 403/404: fetch /result again for a fresh one."""
+
+
+class DiskFull(DownloadError):
+    """Files cannot be stored at all (no space left, quota, read-only filesystem): every
+    further render would be paid for and lost, so new submissions stop."""

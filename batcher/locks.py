@@ -2,6 +2,8 @@
 
 Invariants: a lock is an OS advisory lock (flock) on a file in `<state>.locks/`; the OS
 drops it when the process dies, even by kill -9, so a crash never leaves a stale lock.
+Within one process a lock is re-entrant (counted): a command that syncs a run and then
+drives it takes the same lock twice, and flock would otherwise refuse its own holder.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import re
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, ClassVar
 
 from batcher.errors import StateLocked
 
@@ -26,13 +28,21 @@ def _lock_file(state_path: Path, run: str) -> Path:
 class RunLock:
     """An exclusive, non-blocking lock on one run of one state database."""
 
+    # Locks this process holds: path -> (open file, times taken).
+    _held: ClassVar[dict[Path, tuple[IO[str], int]]] = {}
+
     def __init__(self, state_path: Path, run: str) -> None:
         self.run = run
-        self.path = _lock_file(state_path, run)
+        self.path = _lock_file(state_path, run).absolute()
         self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
         """Take the lock or raise StateLocked naming the holder's pid."""
+        if self.path in RunLock._held:
+            fh, count = RunLock._held[self.path]
+            RunLock._held[self.path] = (fh, count + 1)
+            self._fh = fh
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(self.path, "a+", encoding="utf-8")
         try:
@@ -51,12 +61,18 @@ class RunLock:
         fh.write(str(os.getpid()))
         fh.flush()
         self._fh = fh
+        RunLock._held[self.path] = (fh, 1)
 
     def release(self) -> None:
-        if self._fh is not None:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-            self._fh.close()
-            self._fh = None
+        if self._fh is None:
+            return
+        fh, count = RunLock._held.pop(self.path, (self._fh, 1))
+        self._fh = None
+        if count > 1:
+            RunLock._held[self.path] = (fh, count - 1)
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fh.close()
 
     def __enter__(self) -> RunLock:
         self.acquire()

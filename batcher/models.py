@@ -6,6 +6,7 @@ Invariants: every type here is immutable; JobState transitions are listed in one
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,6 +61,35 @@ ALLOWED: Mapping[JobState, frozenset[JobState]] = {
 }
 
 
+class AttemptOutcome(StrEnum):
+    """How one remote attempt of a job ended (or where it stands while open)."""
+
+    SUBMITTING = "submitting"  # claimed; its one POST is under way
+    QUEUED = "queued"  # accepted: the request id is known
+    SUCCEEDED = "succeeded"  # rendered and every file landed
+    FAILED = "failed"  # the render failed, expired, or passed its deadline
+    REJECTED = "rejected"  # the API refused the payload (400/422): never accepted
+    NOT_SENT = "not_sent"  # nothing reached the API (connect error, 429, stop, balance)
+    UNKNOWN = "unknown"  # the POST may have been accepted: held by policy
+    CANCELLED = "cancelled"  # cancelled while queued (not billed)
+    DOWNLOAD_FAILED = "download_failed"  # rendered, but the files could not be stored
+
+
+# Attempts that never reached the API: they count neither as tries nor as spend.
+UNSENT = frozenset({AttemptOutcome.NOT_SENT, AttemptOutcome.REJECTED})
+# Attempts that are not billed.
+UNBILLED = UNSENT | {AttemptOutcome.CANCELLED}
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something worth showing the user, emitted while runs are driven."""
+
+    kind: str  # submitted, running, downloaded, done, failed, unknown, retry, warn, stop
+    key: str
+    message: str = ""
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunOptions:
     """Run options a job file may set; command-line flags override them."""
@@ -99,6 +129,53 @@ class OutputFile:
     sha256: str
 
 
+@dataclass(frozen=True)
+class Job:
+    """A job version as a job's life needs it (one row of the state's `jobs`)."""
+
+    id: int
+    run: str
+    key: str
+    version: int
+    model: str
+    payload: Mapping[str, Any]
+    output_name: str
+    cost_estimate: float
+    state: JobState
+    request_id: str | None
+    handle: Submitted | None
+    attempts: int
+    submitted_at: float | None
+    attempt_floor: int = 0  # attempts up to this number were used before a manual retry
+    current: bool = True  # False for a version superseded by an edit of the job file
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        rid = row["request_id"]
+        handle = (
+            Submitted(rid, row["status_url"], row["result_url"], row["cancel_url"])
+            if rid and row["status_url"]
+            else None
+        )
+        return cls(
+            id=row["id"],
+            run=row["run"],
+            key=row["key"],
+            version=row["version"],
+            model=row["model"],
+            payload=json.loads(row["payload"]),
+            output_name=row["output_name"],
+            cost_estimate=row["cost_estimate"],
+            state=JobState(row["state"]),
+            request_id=rid,
+            handle=handle,
+            attempts=row["attempts"],
+            submitted_at=row["submitted_at"],
+            attempt_floor=row["attempt_floor"],
+            current=bool(row["current"]),
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class Attempt:
     """One remote attempt of a job (history is never overwritten)."""
@@ -107,7 +184,7 @@ class Attempt:
     request_id: str | None
     submitted_at: float | None
     finished_at: float | None
-    outcome: str  # "succeeded", "failed", "unknown", "cancelled", "running", ...
+    outcome: AttemptOutcome
     error: str | None = None
 
 

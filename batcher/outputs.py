@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batcher.download import download, part_path, suffix_for, write_json_atomic
-from batcher.models import Attempt, JobRecord, OutputFile
-from batcher.store import Job, Store
+import anyio
+
+from batcher.download import download, part_path, suffix_for, write_error, write_json_atomic
+from batcher.errors import DiskFull
+from batcher.models import Attempt, Job, JobRecord, OutputFile
+from batcher.store import Store
 
 if TYPE_CHECKING:  # the client is passed through to download()
     import httpx
@@ -94,6 +98,7 @@ async def land_files(
     urls: Sequence[str],
     *,
     max_bytes: int,
+    time_for: Callable[[int], float] | None = None,
 ) -> list[OutputFile]:
     """Download every output of a job version under its names (NAME.mp4, NAME-2.mp4...)."""
     files: list[OutputFile] = []
@@ -102,7 +107,14 @@ async def land_files(
         rel = f"{stem}{'' if i == 0 else f'-{i + 1}'}{suffix_for(url)}"
         if job.current:
             make_room(store, job, folder, rel)
-        got = await download(http, url, folder / rel, max_bytes=max_bytes, tag=job.request_id or "")
+        got = await download(
+            http,
+            url,
+            folder / rel,
+            max_bytes=max_bytes,
+            tag=job.request_id or "",
+            time_for=time_for,
+        )
         files.append(OutputFile(url=strip_query(url), path=rel, size=got.size, sha256=got.sha256))
         if job.attempts > 1:  # bytes of earlier renders of this job are no use now
             for a in store.attempts(job.id):
@@ -161,3 +173,54 @@ def _archive_sidecar(side: Path, target: Path, rel: str, moved: str) -> None:
         side.unlink()
     except (OSError, ValueError, AttributeError):
         os.replace(side, target)  # unreadable: keep it as it is, under the archive name
+
+
+class LocalFolder:
+    """`ports.Sink` on local folders: each run's files under `out_dirs[run]`."""
+
+    def __init__(
+        self,
+        store: Store,
+        http: httpx.AsyncClient,
+        out_dirs: Mapping[str, Path],
+        *,
+        max_bytes: int,
+        concurrency: int = 4,
+        time_for: Callable[[int], float] | None = None,
+    ) -> None:
+        self._store, self._http, self._dirs = store, http, dict(out_dirs)
+        self._max_bytes, self._time_for = max_bytes, time_for
+        self._limiter = anyio.CapacityLimiter(concurrency)
+
+    def free_bytes(self, run: str) -> int:
+        folder = self._dirs[run]
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        return shutil.disk_usage(folder).free
+
+    async def land(self, job: Job, urls: Sequence[str]) -> list[OutputFile]:
+        async with self._limiter:
+            return await land_files(
+                self._store,
+                self._http,
+                job,
+                self._dirs[job.run],
+                urls,
+                max_bytes=self._max_bytes,
+                time_for=self._time_for,
+            )
+
+    async def seal(
+        self, record: JobRecord, files: Sequence[OutputFile], finished_at: float, cost: float | None
+    ) -> None:
+        folder = self._dirs[record.run]
+        stem = record.output_name if record.current else f"{record.output_name}~v{record.version}"
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: write_sidecar(record, folder, list(files), finished_at, cost, stem=stem)
+            )
+        except OSError as exc:
+            mapped = write_error(folder / f"{stem}.json", exc)
+            if isinstance(mapped, DiskFull):
+                raise mapped from exc
+            raise

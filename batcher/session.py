@@ -1,9 +1,11 @@
 """Application flow of `run` / `resume`: sync job files into the store, open the API
-(real or the in-process emulator), drive the scheduler, handle signals.
+(real or the in-process emulator), take the runs' locks, drive the scheduler, handle
+signals.
 
 Invariants: no printing here (the cli renders `Event`s); the API token lives only in
 `ApiSettings` and the httpx client headers, never in the store, events or files; the run
-options recorded in the store never include it.
+options recorded in the store never include it; a recorded run's API is never replaced
+(`ApiSettings.check_continues`), only moved on purpose with `--base-url`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -23,10 +25,12 @@ import httpx
 from batcher.client import RunComfyClient
 from batcher.errors import AuthError, BatcherError, ConfigError, TransportError, UsageError
 from batcher.jobfile import JobFile
-from batcher.models import UNFINISHED
-from batcher.scheduler import Event, Scheduler, SchedulerConfig, Summary
-from batcher.settings import ApiSettings
-from batcher.store import Store
+from batcher.locks import RunLock
+from batcher.models import UNFINISHED, Event
+from batcher.outputs import LocalFolder
+from batcher.scheduler import Scheduler, Summary
+from batcher.settings import ApiSettings, RunSettings
+from batcher.store import SqliteLedger, Store
 
 DEFAULT_OUT = Path("outputs")
 
@@ -99,11 +103,43 @@ def ensure_writable(folder: Path) -> None:
         ) from exc
 
 
+@contextmanager
+def hold_runs(state_path: Path, runs: Sequence[str]) -> Iterator[None]:
+    """Hold every run's lock (another process driving one of them: StateLocked)."""
+    taken: list[RunLock] = []
+    try:
+        for run_name in runs:
+            lock = RunLock(state_path, run_name)
+            lock.acquire()
+            taken.append(lock)
+        yield
+    finally:
+        for lock in reversed(taken):
+            lock.release()
+
+
 def record_runs(
-    store: Store, files: Sequence[JobFile], *, out: Path | None, options: dict[str, Any]
+    store: Store,
+    files: Sequence[JobFile],
+    *,
+    out: Path | None,
+    api: ApiSettings,
+    moving: bool = False,
+    flags: Mapping[str, Any],
 ) -> dict[str, Path]:
-    """Sync every job file into the store; returns run -> output folder."""
+    """Sync every job file into the store; returns run -> output folder.
+
+    Call while holding the runs' locks. A run recorded before must continue against the
+    API it started with: anything else is refused before the store is touched.
+    """
     check_distinct_runs(files)
+    known = set(store.run_names())
+    for jf in files:
+        if jf.run in known:
+            api.check_continues(store.run_info(jf.run).options, run=jf.run, moving=moving)
+    where: dict[str, Any] = {"api": "emulator" if api.emulator else "remote"}
+    if not api.emulator:
+        where["base_url"] = api.base_url
     folders: dict[str, Path] = {}
     for jf in files:
         folder = run_folder(jf, out)
@@ -113,7 +149,7 @@ def record_runs(
             model=jf.model,
             job_file=str(jf.path),
             out_dir=str(folder),
-            options=file_opts | options,
+            options=file_opts | dict(flags) | where,
         )
         store.sync_jobs(jf.run, jf.jobs)
         folders[jf.run] = folder
@@ -125,28 +161,38 @@ async def drive(
     api: ApiSettings,
     *,
     runs: Sequence[str],
-    out_dirs: dict[str, Path],
-    config: SchedulerConfig,
+    out_dirs: Mapping[str, Path],
+    settings: RunSettings,
     on_event: Callable[[Event], None],
     on_tick: Callable[[], None] | None = None,
     emulator_speed: float | None = None,
 ) -> Summary:
-    """Run the scheduler until done; SIGINT/SIGTERM stop it (a second one exits at once)."""
-    async with open_api(api, state_path=store.path, emulator_speed=emulator_speed) as (
-        client,
-        files,
-    ):
-        await preflight(store, client, runs)
-        sched = Scheduler(
-            store, client, files, runs=runs, out_dirs=out_dirs, config=config, on_event=on_event
-        )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_signals, sched, on_event)
-            if on_tick is not None:
-                tg.start_soon(_ticker, on_tick)
-            summary = await sched.run()
-            tg.cancel_scope.cancel()
-        return summary
+    """Drive the runs (holding their locks) until done; SIGINT/SIGTERM stop it (a second
+    one exits at once)."""
+    with hold_runs(store.path, runs):
+        async with open_api(api, state_path=store.path, emulator_speed=emulator_speed) as (
+            client,
+            files,
+        ):
+            await preflight(store, client, runs)
+            sink = LocalFolder(
+                store,
+                files,
+                out_dirs,
+                max_bytes=settings.max_download_bytes,
+                concurrency=settings.download_concurrency,
+                time_for=settings.download_deadline,
+            )
+            sched = Scheduler(
+                SqliteLedger(store), client, sink, runs=runs, settings=settings, on_event=on_event
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_watch_signals, sched, on_event)
+                if on_tick is not None:
+                    tg.start_soon(_ticker, on_tick)
+                summary = await sched.run()
+                tg.cancel_scope.cancel()
+            return summary
 
 
 PREFLIGHT_TRIES = 3

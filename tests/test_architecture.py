@@ -10,10 +10,10 @@ ROOT = Path(__file__).resolve().parent.parent / "batcher"
 
 # Lower layers never import higher ones (cli > app flow > engines > services > base).
 LAYERS = [
-    {"errors", "models", "crashpoints"},
+    {"errors", "models", "crashpoints", "ports"},
     {"retry", "schema"},
     {"client", "store", "download", "locks", "settings", "pacing", "outputs"},
-    {"scheduler", "jobfile", "report", "emulator"},
+    {"scheduler", "lifecycle", "jobfile", "report", "emulator"},
     {"session", "operations"},
     {"cli", "__main__"},
 ]
@@ -23,6 +23,8 @@ SAME_LAYER_OK = {
     ("outputs", "store"),
     ("outputs", "download"),
     ("settings", "client"),
+    ("scheduler", "lifecycle"),
+    ("ports", "models"),
     ("operations", "session"),
     ("__main__", "cli"),
 }

@@ -251,7 +251,8 @@ def test_failed_generation(srv: RunningEmulator, clock: FakeClock, http: httpx.C
 
     emu = reset(srv, clock, speed=0.0, faults=parse_faults(["fail"]))
     rid = submit(http, srv).json()["request_id"]
-    assert _status(http, srv, rid)["status"] == "failed"
+    # The documented /status states have no `failed`: a failed render says `completed`.
+    assert _status(http, srv, rid)["status"] == "completed"
     body = _result(http, srv, rid, include_cost="true")
     assert body["status"] == "failed" and "output" not in body
     assert isinstance(body["error"], str) and body["error"]
@@ -389,3 +390,24 @@ def test_persisted_emulator_survives_a_restart(tmp_path: Path, clock: FakeClock)
     assert d.request_id not in (a.request_id, b.request_id, c.request_id)
     assert d.identity.endswith("#1")  # second acceptance of payload "a"
     assert "s3cret" not in journal.read_text()
+
+
+def test_failed_status_variant_says_failed_on_status(
+    srv: RunningEmulator, clock: FakeClock, http: httpx.Client
+) -> None:
+    from batcher.emulator import parse_faults
+
+    reset(srv, clock, speed=0.0, faults=parse_faults(["fail"]), status_variant="failed-status")
+    rid = submit(http, srv).json()["request_id"]
+    assert _status(http, srv, rid)["status"] == "failed"
+
+
+def test_result_lag_shows_the_result_running_after_the_status_finished(
+    srv: RunningEmulator, clock: FakeClock, http: httpx.Client
+) -> None:
+    reset(srv, clock, speed=0.0, result_lag=30.0)
+    rid = submit(http, srv).json()["request_id"]
+    assert _status(http, srv, rid)["status"] == "completed"
+    assert _result(http, srv, rid)["status"] in ("in_queue", "in_progress")
+    clock.advance(31)
+    assert _result(http, srv, rid)["status"] == "succeeded"

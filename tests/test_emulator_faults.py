@@ -197,7 +197,12 @@ def test_fail_rate_splits_outcomes(
         http.get(srv.url(f"/v1/requests/{rid}/status"), headers=AUTH).json()["status"]
         for rid in emu.requests
     }
-    assert words == {"completed", "failed"}
+    assert words == {"completed"}  # /status says finished; only /result tells failures apart
+    outcomes = {
+        http.get(srv.url(f"/v1/requests/{rid}/result"), headers=AUTH).json()["status"]
+        for rid in emu.requests
+    }
+    assert outcomes == {"succeeded", "failed"}
 
 
 def test_fail_first_n_renders_of_a_payload(

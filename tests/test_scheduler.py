@@ -13,17 +13,20 @@ import pytest
 
 from batcher.client import RunComfyClient
 from batcher.emulator import EmulatorConfig, create_app, parse_faults
-from batcher.models import JobSpec, JobState
-from batcher.retry import Backoff
-from batcher.scheduler import Event, Scheduler, SchedulerConfig, Summary
-from batcher.store import Store
+from batcher.models import Event, JobSpec, JobState
+from batcher.outputs import LocalFolder
+from batcher.scheduler import Scheduler, Summary
+from batcher.settings import RunSettings
+from batcher.store import SqliteLedger, Store
 
 pytestmark = pytest.mark.anyio
 MODEL = "kling/kling-3.0/pro/text-to-video"
 FAST = dict(
     poll_min=0.005,
     poll_max=0.05,
-    backoff=Backoff(base=0.005, cap=0.02, retry_after_cap=0.02),
+    backoff_base=0.005,
+    backoff_cap=0.02,
+    retry_after_cap=0.02,
 )
 
 
@@ -59,21 +62,46 @@ class Harness:
     def emulator(self) -> Any:
         return self.app.emulator
 
-    async def run(self, **cfg: Any) -> Summary:
+    async def run(
+        self,
+        *,
+        sleep: Any = None,
+        clock: Any = None,
+        wrap_api: Any = None,
+        wrap_files: Any = None,
+        wrap_ledger: Any = None,
+        wrap_sink: Any = None,
+        out: Path | None = None,
+        **cfg: Any,
+    ) -> Summary:
+        """Drive run "r"; the wrap_* hooks put a fault-injecting fake around a port."""
         transport = httpx.ASGITransport(app=self.app)
+        files_transport = wrap_files(transport) if wrap_files else transport
         async with (
             httpx.AsyncClient(transport=transport) as http,
-            httpx.AsyncClient(transport=transport) as files,
+            httpx.AsyncClient(transport=files_transport) as files,
         ):
-            client = RunComfyClient(http, base_url="http://emu.test", token="tok")
-            self.sched = Scheduler(
+            client: Any = RunComfyClient(http, base_url="http://emu.test", token="tok")
+            settings = RunSettings(**(FAST | cfg))
+            sink: Any = LocalFolder(
                 self.store,
-                client,
                 files,
+                {"r": out or self.tmp / "out"},
+                max_bytes=settings.max_download_bytes,
+                time_for=settings.download_deadline,
+            )
+            ledger: Any = SqliteLedger(self.store)
+            extra = {"sleep": sleep} if sleep is not None else {}
+            if clock is not None:
+                extra["clock"] = clock
+            self.sched = Scheduler(
+                wrap_ledger(ledger) if wrap_ledger else ledger,
+                wrap_api(client) if wrap_api else client,
+                wrap_sink(sink) if wrap_sink else sink,
                 runs=["r"],
-                out_dirs={"r": self.tmp / "out"},
-                config=SchedulerConfig(**(FAST | cfg)),
+                settings=settings,
                 on_event=self.events.append,
+                **extra,
             )
             return await self.sched.run()
 

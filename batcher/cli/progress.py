@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from batcher.scheduler import Event
+from batcher.models import Event
 
 ORDER = (
     "pending",

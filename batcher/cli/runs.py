@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,20 @@ from batcher.cli.common import (
     state_option,
 )
 from batcher.cli.progress import Progress
-from batcher.client import Timeouts
 from batcher.errors import UsageError
 from batcher.jobfile import load_jobfile
-from batcher.locks import RunLock
 from batcher.models import UNFINISHED, JobState
-from batcher.retry import Backoff
-from batcher.scheduler import SchedulerConfig, Summary
-from batcher.session import check_distinct_runs, drive, ensure_writable, record_runs, run_folder
-from batcher.settings import ApiSettings
+from batcher.scheduler import Summary
+from batcher.session import (
+    check_distinct_runs,
+    drive,
+    ensure_writable,
+    hold_runs,
+    record_runs,
+    run_folder,
+)
+from batcher.settings import ApiSettings, RunSettings
 from batcher.store import Store
-
-DEFAULT_DEADLINE = 6 * 3600.0  # seconds a request may take before it is given up
 
 
 def _run_options(fn: Any) -> Any:
@@ -128,36 +129,6 @@ def _run_options(fn: Any) -> Any:
     return fn
 
 
-def _config(stored: dict[str, Any], flags: dict[str, Any], *, emulator: bool) -> SchedulerConfig:
-    """Flags beat the job file's options, which beat the defaults."""
-
-    def pick(name: str, default: Any) -> Any:
-        v = flags.get(name)
-        return v if v is not None else stored.get(name, default)
-
-    conc = int(pick("concurrency", 8))
-    # The in-process emulator renders in a fraction of a second: poll it briskly.
-    fast = 0.2 if emulator else 1.0
-    return SchedulerConfig(
-        concurrency=conc,
-        max_cost=pick("max_cost", None),
-        max_attempts=int(pick("max_attempts", 3)),
-        on_unknown=str(pick("on_unknown", "hold")),
-        deadline=pick("deadline", pick("deadline_s", DEFAULT_DEADLINE)),
-        poll_min=float(pick("poll_min", fast)),
-        poll_max=float(pick("poll_max", 30.0)),
-        backoff=Backoff(base=float(pick("backoff_base", 1.0))),
-        submit_interval=float(pick("submit_interval", 0.0)),
-        max_download_bytes=int(float(pick("max_file_size", 2048.0)) * 1024 * 1024),
-    )
-
-
-def _timeouts(stored: dict[str, Any], flags: dict[str, Any]) -> Timeouts:
-    connect = flags.get("connect_timeout") or stored.get("connect_timeout") or 10.0
-    read = flags.get("read_timeout") or stored.get("read_timeout") or 60.0
-    return Timeouts(connect=float(connect), read=float(read), write=float(read))
-
-
 def _flags(kw: dict[str, Any]) -> dict[str, Any]:
     names = (
         "concurrency",
@@ -176,21 +147,6 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
     return {n: kw[n] for n in names if kw.get(n) is not None}
 
 
-@contextmanager
-def _locked(state_path: Path, runs: Sequence[str]) -> Iterator[None]:
-    """Hold every run's lock (another process driving one of them: StateLocked)."""
-    taken: list[RunLock] = []
-    try:
-        for run_name in runs:
-            lock = RunLock(state_path, run_name)
-            lock.acquire()
-            taken.append(lock)
-        yield
-    finally:
-        for lock in taken:
-            lock.release()
-
-
 def _groups(store: Store, runs: Sequence[str]) -> list[list[str]]:
     """Runs with the same recorded options (API, limits, policies) are driven together."""
     groups: dict[str, list[str]] = {}
@@ -207,14 +163,11 @@ def _drive_all(
     code = EXIT_OK
     for names in _groups(store, runs):
         stored = dict(store.run_info(names[0]).options)
+        settings = RunSettings.merged(stored, _flags(kw), emulator=stored.get("api") == "emulator")
         api = ApiSettings.for_run(
-            os.environ,
-            stored,
-            base_url=base_url,
-            timeouts=_timeouts(stored, _flags(kw)),
-            run=names[0],
+            os.environ, stored, base_url=base_url, timeouts=settings.timeouts, run=names[0]
         )
-        code = max(code, _drive(store, names, api, stored, kw))
+        code = max(code, _drive(store, names, api, settings, kw))
         if code in (EXIT_INTERRUPTED, EXIT_AUTH):
             break
     return code
@@ -224,11 +177,10 @@ def _drive(
     store: Store,
     runs: Sequence[str],
     api: ApiSettings,
-    stored: dict[str, Any],
+    settings: RunSettings,
     kw: dict[str, Any],
 ) -> int:
     """Drive runs that share settings, print the summary; returns the exit code."""
-    cfg = _config(stored, _flags(kw), emulator=api.emulator)
     out_dirs = {r: Path(store.run_info(r).out_dir) for r in runs}
     live = sys.stderr.isatty() and not kw.get("no_progress")
     progress = Progress(
@@ -244,7 +196,7 @@ def _drive(
                 api,
                 runs=runs,
                 out_dirs=out_dirs,
-                config=cfg,
+                settings=settings,
                 on_event=progress.event,
                 on_tick=progress.tick,
                 emulator_speed=kw.get("emulator_speed"),
@@ -284,6 +236,16 @@ def _finish(
         )
     if s.stop_reason == "balance":
         click.echo("stopped submitting: insufficient balance; top up, then `batcher resume`")
+    if s.stop_reason == "disk":
+        click.echo(
+            "stopped submitting: the output folder cannot take more files; free space, then "
+            "`batcher retry` (downloads what was rendered) and `batcher resume`"
+        )
+    if s.stop_reason == "state":
+        click.echo(
+            "stopped submitting: the state database could not record a request; fix it "
+            "(disk space, permissions), then `batcher resume` follows what was accepted"
+        )
     left = sum(counts.get(x.value, 0) for x in UNFINISHED)
     return EXIT_OK if not needs_care and not left else EXIT_FAILED
 
@@ -326,7 +288,7 @@ def run(
         os.environ,
         emulator=kw["emulator"],
         base_url=base_url,
-        timeouts=_timeouts({}, _flags(kw)),
+        timeouts=RunSettings.merged({}, _flags(kw)).timeouts,
     )
     loaded = [load_jobfile(f) for f in files]
     for jf in loaded:
@@ -336,16 +298,10 @@ def run(
     check_distinct_runs(loaded)
     for jf in loaded:
         ensure_writable(run_folder(jf, out_dir))
-    with Store.open(state_path) as store, _locked(store.path, runs):
-        for run_name in runs:  # a run started against another API stays with it
-            if run_name in store.run_names():
-                ApiSettings.for_run(
-                    os.environ, store.run_info(run_name).options, base_url=base_url, run=run_name
-                )
-        stored: dict[str, Any] = {"api": "emulator" if api.emulator else "remote"}
-        if not api.emulator:
-            stored["base_url"] = api.base_url
-        record_runs(store, loaded, out=out_dir, options=stored | _flags(kw))
+    with Store.open(state_path) as store, hold_runs(store.path, runs):
+        record_runs(
+            store, loaded, out=out_dir, api=api, moving=base_url is not None, flags=_flags(kw)
+        )
         code = _drive_all(store, runs, kw, base_url=base_url)
         if code in (EXIT_OK, EXIT_FAILED):
             if make_report:
@@ -385,7 +341,7 @@ def resume(state_path: Path, base_url: str | None, **kw: Any) -> None:
                 "--emulator applies to `batcher run` only"
             )
         click.echo(f"resuming {', '.join(runs)}")
-        with _locked(store.path, runs):
+        with hold_runs(store.path, runs):
             code = _drive_all(store, runs, kw, base_url=base_url)
     sys.exit(code)
 

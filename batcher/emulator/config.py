@@ -21,7 +21,9 @@ VARIANTS: dict[str, str] = {
     "documented": "the documented behaviour (default)",
     "succeeded": "the status endpoint says `succeeded` instead of `completed`",
     "canceled": "`canceled` (one l) instead of `cancelled` in status, result and cancel",
-    "error-status": "the status endpoint says `error` instead of `failed`",
+    "failed-status": "the status endpoint says `failed` for a failed render (not documented:"
+    " by default it says `completed`, and only /result says `failed`)",
+    "error-status": "the status endpoint says `error` for a failed render",
     "error-object": "a failed result's `error` is an object {type, message}, not a string",
     "videos": "a result's output is `{videos: [URL]}` instead of `{video: URL}`",
     "cancellation-requested": "cancel answers `outcome: cancellation_requested`",
@@ -45,14 +47,15 @@ class EmulatorConfig:
     status_variant: str = "documented"  # comma-separated names from VARIANTS
     persist_path: Path | str | None = None  # append-only journal of requests (JSON lines)
     balance_usd: float | None = None  # None: unlimited; else 402/400002 once spent
+    result_lag: float = 0.0  # /result shows each request as it was this many seconds ago
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # used by the `slow` fault
 
     def __post_init__(self) -> None:
         if self.slots < 1:
             raise ValueError(f"slots must be at least 1, got {self.slots}")
-        if self.speed < 0 or self.queue_delay < 0:
-            raise ValueError("speed and queue_delay must not be negative")
+        if self.speed < 0 or self.queue_delay < 0 or self.result_lag < 0:
+            raise ValueError("speed, queue_delay and result_lag must not be negative")
         if self.url_ttl < 0:
             raise ValueError(f"url_ttl must not be negative, got {self.url_ttl}")
         if self.token is not None and not self.token.strip():

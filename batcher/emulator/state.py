@@ -214,10 +214,10 @@ class Emulator:
             elif kind == "cancel" and event.get("request_id") in self.requests:
                 self.schedule.restore_cancel(str(event["request_id"]), float(event["at"]))
 
-    def snapshot(self, request: Request) -> Snapshot:
-        """Where the request is now."""
+    def snapshot(self, request: Request, *, lag: float = 0.0) -> Snapshot:
+        """Where the request is now (or was `lag` seconds ago)."""
         with self.lock:
-            return self.schedule.at(request.request_id, self.now())
+            return self.schedule.at(request.request_id, self.now() - lag)
 
     def cancel(self, request: Request) -> bool:
         """Cancel if still queued (journaled); False when it already started."""

@@ -8,6 +8,7 @@ name a schema file of its own (`load_schema_file`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -18,6 +19,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError as JsonSchemaError
 
 from batcher.errors import SchemaError
+
+DEFAULT_SECONDS = 5.0
+# Kling 3.0 Pro at 1080p is about 1 MB per second of video; a guess errs on the large side.
+DEFAULT_BYTES_PER_SECOND = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,16 @@ class ModelSchema:
     @property
     def validator(self) -> Draft202012Validator:
         return _validator_for(self.origin, json.dumps(self.schema, sort_keys=True))
+
+    def video_seconds(self, payload: Mapping[str, Any]) -> float:
+        """Seconds of video one request makes (what render time and file size scale with)."""
+        value = payload.get("duration", self.default("duration"))
+        return float(value) if isinstance(value, int | float) else DEFAULT_SECONDS
+
+    def expected_bytes(self, payload: Mapping[str, Any]) -> int:
+        """A generous guess of the bytes one request's files take on disk."""
+        rate = self.schema.get("x-output-bytes-per-second", DEFAULT_BYTES_PER_SECOND)
+        return int(self.video_seconds(payload) * float(rate))
 
     def default(self, field: str) -> Any:
         """The schema's default for a top-level field, or None."""
@@ -91,6 +106,15 @@ def bundled() -> dict[str, ModelSchema]:
             ms = _parse(entry.read_text(encoding="utf-8"), f"batcher/schema/{entry.name}")
             found[ms.model_id] = ms
     return found
+
+
+def for_model(model_id: str) -> ModelSchema:
+    """The bundled schema of `model_id`, or a stand-in carrying only the defaults (for a
+    model validated against a user's schema file, whose specifics are not kept)."""
+    known = bundled()
+    if model_id in known:
+        return known[model_id]
+    return ModelSchema(model_id=model_id, schema={}, price=Price(), origin="(none)")
 
 
 def load_schema(model_id: str) -> ModelSchema:

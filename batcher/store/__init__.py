@@ -8,6 +8,7 @@ is the only user of sqlite3 and sqlite_utils.
 from __future__ import annotations
 
 from batcher.store.db import Store, plan_marks
+from batcher.store.ledger import SqliteLedger, rescue_path
 from batcher.store.rows import REMOVED, Job, RunInfo, SyncResult
 from batcher.store.schema import m001_initial, m002_attempt_floor, migrations
 
@@ -15,10 +16,12 @@ __all__ = [
     "REMOVED",
     "Job",
     "RunInfo",
+    "SqliteLedger",
     "Store",
     "SyncResult",
     "m001_initial",
     "m002_attempt_floor",
     "migrations",
     "plan_marks",
+    "rescue_path",
 ]

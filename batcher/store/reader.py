@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from batcher.errors import StateError
-from batcher.models import Attempt, JobRecord, JobSpec, JobState, OutputFile
+from batcher.models import Attempt, AttemptOutcome, JobRecord, JobSpec, JobState, OutputFile
 from batcher.store.rows import Job, RunInfo
 
 
@@ -141,7 +141,7 @@ class Reader:
                 request_id=r["request_id"],
                 submitted_at=r["submitted_at"],
                 finished_at=r["finished_at"],
-                outcome=r["outcome"],
+                outcome=AttemptOutcome(r["outcome"]),
                 error=r["error"],
             )
             for r in rows

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batcher.models import JobState, Submitted
+from batcher.models import Job as Job  # re-exported: the row type of `jobs`
 
 # Columns a caller may set through transition(); anything else is refused.
 SETTABLE = frozenset(
@@ -25,53 +24,6 @@ SETTABLE = frozenset(
     }
 )
 REMOVED = "removed from the job file before it was sent"
-
-
-@dataclass(frozen=True)
-class Job:
-    """A job row as the scheduler needs it."""
-
-    id: int
-    run: str
-    key: str
-    version: int
-    model: str
-    payload: Mapping[str, Any]
-    output_name: str
-    cost_estimate: float
-    state: JobState
-    request_id: str | None
-    handle: Submitted | None
-    attempts: int
-    submitted_at: float | None
-    attempt_floor: int = 0  # attempts up to this number were used before a manual retry
-    current: bool = True  # False for a version superseded by an edit of the job file
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
-        rid = row["request_id"]
-        handle = (
-            Submitted(rid, row["status_url"], row["result_url"], row["cancel_url"])
-            if rid and row["status_url"]
-            else None
-        )
-        return cls(
-            id=row["id"],
-            run=row["run"],
-            key=row["key"],
-            version=row["version"],
-            model=row["model"],
-            payload=json.loads(row["payload"]),
-            output_name=row["output_name"],
-            cost_estimate=row["cost_estimate"],
-            state=JobState(row["state"]),
-            request_id=rid,
-            handle=handle,
-            attempts=row["attempts"],
-            submitted_at=row["submitted_at"],
-            attempt_floor=row["attempt_floor"],
-            current=bool(row["current"]),
-        )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,227 @@
+"""The Ledger on SQLite: each write named for what happened to a job, on top of `Store`.
+
+Invariants:
+- Each write is one `Store.transition` (one transaction with its event row and, where an
+  attempt ends, its attempt row); it returns False when the job was moved meanwhile.
+- Attempt outcomes are `AttemptOutcome` values, never bare strings.
+- A request id that cannot be committed (`rescue`) is appended and fsynced to
+  `<state>.rescued.jsonl`, a plain file that needs no working database; `reconcile`
+  (run under the runs' locks) attaches it to its job, which is then followed, not resent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from batcher.models import (
+    UNSENT,
+    AttemptOutcome,
+    Job,
+    JobRecord,
+    JobState,
+    OutputFile,
+    Submitted,
+)
+from batcher.store.db import Store
+
+S = JobState
+O = AttemptOutcome  # noqa: E741 - short and read often below
+
+
+def rescue_path(state_path: Path) -> Path:
+    """Where request ids that could not be committed are kept."""
+    return Path(f"{state_path}.rescued.jsonl")
+
+
+class SqliteLedger:
+    """`ports.Ledger` over one `Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._clock = store._clock
+
+    # -- admission ----------------------------------------------------------------
+    def claim(self, runs: Sequence[str]) -> Job | None:
+        jobs = self.store.claim(runs, 1)
+        return jobs[0] if jobs else None
+
+    def peek_pending(self, runs: Sequence[str]) -> Job | None:
+        return self.store.peek_pending(runs)
+
+    def committed_spend(self, runs: Sequence[str]) -> float:
+        return self.store.committed_spend(runs)
+
+    def in_states(self, runs: Sequence[str], states: Sequence[JobState]) -> list[Job]:
+        return self.store.jobs(runs, states, current_only=False)
+
+    def reconcile(self, runs: Sequence[str]) -> list[Job]:
+        rescued = self._rescued()
+        unknown: list[Job] = []
+        for job in self.store.jobs(runs, [S.SUBMITTING], current_only=False):
+            entry = rescued.get((job.id, job.attempts))
+            if entry is not None and self._requeue_rescued(job, entry):
+                continue
+            if self.store.transition(
+                job.id,
+                S.SUBMITTING,
+                S.UNKNOWN,
+                error="the process stopped during submit; the request may have been accepted",
+                reason="orphaned",
+                attempt=self._closing(O.UNKNOWN),
+            ):
+                unknown.append(job)
+        self._forget_rescued(runs)
+        return unknown
+
+    def release_unknown(self, job: Job, why: str) -> bool:
+        return self.store.transition(job.id, S.UNKNOWN, S.PENDING, reason=why)
+
+    # -- reads ----------------------------------------------------------------------
+    def job(self, job_id: int) -> Job:
+        return self.store.job(job_id)
+
+    def record(self, job_id: int) -> JobRecord:
+        return self.store.record(job_id)
+
+    def sent_attempts(self, job: Job) -> int:
+        return sum(
+            1
+            for a in self.store.attempts(job.id)
+            if a.number > job.attempt_floor and a.outcome not in UNSENT
+        )
+
+    # -- one job's life ---------------------------------------------------------------
+    def not_sent(self, job: Job, why: str) -> bool:
+        return self.store.transition(
+            job.id, S.SUBMITTING, S.PENDING, reason=why, attempt=self._closing(O.NOT_SENT, why)
+        )
+
+    def accepted(self, job: Job, sub: Submitted) -> bool:
+        return self.store.record_submitted(job.id, sub)
+
+    def rejected(self, job: Job, why: str) -> bool:
+        now = self._clock()
+        return self.store.transition(
+            job.id,
+            S.SUBMITTING,
+            S.FAILED,
+            error=why,
+            finished_at=now,
+            attempt=self._closing(O.REJECTED, why),
+        )
+
+    def doubtful(self, job: Job, why: str, *, request_id: str | None = None) -> bool:
+        attempt = self._closing(O.UNKNOWN, why)
+        fields: dict[str, Any] = {"error": why}
+        if request_id is not None:
+            attempt["request_id"] = fields["request_id"] = request_id
+        return self.store.transition(job.id, S.SUBMITTING, S.UNKNOWN, attempt=attempt, **fields)
+
+    def rescue(self, job: Job, sub: Submitted, why: str) -> None:
+        line = {
+            "job_id": job.id,
+            "attempt": job.attempts,
+            "key": job.key,
+            "request_id": sub.request_id,
+            "status_url": sub.status_url,
+            "result_url": sub.result_url,
+            "cancel_url": sub.cancel_url,
+            "at": self._clock(),
+            "why": why,
+        }
+        path = rescue_path(self.store.path)
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(line) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def started(self, job: Job) -> bool:
+        return self.store.transition(job.id, S.QUEUED, S.RUNNING)
+
+    def rendered(self, job: Job, state: JobState) -> bool:
+        return self.store.transition(job.id, state, S.DOWNLOADING)
+
+    def requeued(self, job: Job, state: JobState, why: str) -> bool:
+        return self.store.transition(
+            job.id, state, S.PENDING, error=why, attempt=self._closing(O.FAILED, why)
+        )
+
+    def failed(self, job: Job, state: JobState, why: str, *, outcome: str) -> bool:
+        return self.store.transition(
+            job.id,
+            state,
+            S.FAILED,
+            error=why,
+            finished_at=self._clock(),
+            attempt=self._closing(AttemptOutcome(outcome), why),
+        )
+
+    def cancelled(self, job: Job, state: JobState, why: str) -> bool:
+        return self.store.transition(
+            job.id,
+            state,
+            S.CANCELLED,
+            error=why,
+            finished_at=self._clock(),
+            attempt=self._closing(O.CANCELLED, why),
+        )
+
+    def done(self, job: Job, files: Sequence[OutputFile], cost: float | None) -> bool:
+        now = self._clock()
+        fields: dict[str, Any] = {"outputs": list(files), "finished_at": now, "error": None}
+        attempt = self._closing(O.SUCCEEDED)
+        if cost is not None:
+            fields["cost"] = attempt["cost"] = cost
+        return self.store.transition(job.id, S.DOWNLOADING, S.DONE, attempt=attempt, **fields)
+
+    # -- helpers --------------------------------------------------------------------------
+    def _closing(self, outcome: AttemptOutcome, why: str | None = None) -> dict[str, Any]:
+        attempt: dict[str, Any] = {"outcome": outcome.value, "finished_at": self._clock()}
+        if why is not None:
+            attempt["error"] = why
+        return attempt
+
+    def _rescued(self) -> dict[tuple[int, int], dict[str, Any]]:
+        path = rescue_path(self.store.path)
+        found: dict[tuple[int, int], dict[str, Any]] = {}
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return found
+        for line in lines:
+            try:
+                entry = json.loads(line)
+                found[(int(entry["job_id"]), int(entry["attempt"]))] = entry
+            except (ValueError, KeyError, TypeError):
+                continue  # a line torn by a crash mid-write: the rest still count
+        return found
+
+    def _requeue_rescued(self, job: Job, entry: dict[str, Any]) -> bool:
+        sub = Submitted(
+            str(entry["request_id"]),
+            str(entry.get("status_url") or ""),
+            str(entry.get("result_url") or ""),
+            str(entry.get("cancel_url") or ""),
+        )
+        return self.store.record_submitted(job.id, sub)
+
+    def _forget_rescued(self, runs: Sequence[str]) -> None:
+        """Drop rescued ids whose job no longer waits for them (all runs' locks held)."""
+        path = rescue_path(self.store.path)
+        rescued = self._rescued()
+        if not rescued:
+            return
+        waiting = {
+            (j.id, j.attempts) for j in self.store.jobs(None, [S.SUBMITTING], current_only=False)
+        }
+        keep = [e for k, e in rescued.items() if k in waiting]
+        if not keep:
+            path.unlink(missing_ok=True)
+            return
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in keep), encoding="utf-8")
+        os.replace(tmp, path)
