@@ -265,7 +265,7 @@ class Lifecycle:
         """/status says finished: ask /result how it ended, and act on that."""
         assert job.handle is not None
         start = job.submitted_at or render_from
-        lag = 0
+        finished_seen = self.clock()
         while True:
             await self.breaker.wait()
             try:
@@ -290,8 +290,8 @@ class Lifecycle:
             if self.clock() - start > self.cfg.deadline:
                 await self._deadline(job, state, slot)
                 return
-            lag += 1
-            await self.sleep(min(self.cfg.poll_max, self.cfg.poll_min * lag))
+            behind = self.clock() - finished_seen  # ask again after a quarter of that
+            await self.sleep(min(self.cfg.poll_max, max(self.cfg.poll_min, 0.25 * behind)))
 
     def _ended(self, job: Job, state: JobState, res: Failed | Cancelled) -> None:
         if isinstance(res, Failed):

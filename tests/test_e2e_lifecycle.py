@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from batcher.emulator import EmulatorConfig, parse_faults
-from tests.emulator_server import RunningEmulator, running_emulator
+from tests.emulator_server import running_emulator
 from tests.test_e2e import FAST, TOKEN, batcher, start
 
 pytestmark = pytest.mark.e2e

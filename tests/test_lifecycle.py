@@ -10,7 +10,6 @@ import inspect
 import json
 import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from batcher.emulator import EmulatorConfig, parse_faults
 from batcher.models import JobState
 from batcher.operations import retry_jobs
 from batcher.store import rescue_path
-from tests.test_scheduler import Harness, assert_files_intact, specs
+from tests.test_scheduler import Harness, Jumps, assert_files_intact, specs
 
 pytestmark = pytest.mark.anyio
 
@@ -60,21 +59,6 @@ class Faulty:
             return target(*a, **kw)
 
         return call
-
-
-class Jumps:
-    """An injected clock and sleep: a sleep moves this clock at once (and yields a moment
-    of real time, so the emulator's renders progress), the test does not wait."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def clock(self) -> float:
-        return time.time() + self.offset
-
-    async def sleep(self, seconds: float) -> None:
-        self.offset += max(0.0, seconds)
-        await anyio.sleep(min(seconds, 0.002))
 
 
 async def quick(seconds: float) -> None:
@@ -220,9 +204,10 @@ async def test_a_failed_render_that_status_calls_completed_is_rendered_again(
 
 
 async def test_a_result_that_lags_behind_the_status_is_waited_out(tmp_path: Path) -> None:
-    h = Harness(tmp_path, EmulatorConfig(speed=0.001, result_lag=1.0))
+    jumps = Jumps()  # one injected time for both sides: the 90 s lag passes at once
+    h = Harness(tmp_path, EmulatorConfig(speed=1.0, result_lag=90.0, clock=jumps.clock))
     h.store.sync_jobs("r", specs(2))
-    await h.run()
+    await h.run(sleep=jumps.sleep, clock=jumps.clock, poll_max=10)
     assert set(h.states().values()) == {"done"} and len(h.emulator.submissions) == 2
     assert_files_intact(h)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -48,6 +50,21 @@ def specs(n: int, *, run: str = "r", prompt: str = "a fox", duration: int = 5) -
             )
         )
     return out
+
+
+class Jumps:
+    """An injected clock and sleep: a sleep moves this clock at once and yields only a
+    moment of real time (so the emulator's few-millisecond renders progress)."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def clock(self) -> float:
+        return time.time() + self.offset
+
+    async def sleep(self, seconds: float) -> None:
+        self.offset += max(0.0, seconds)
+        await anyio.sleep(min(max(seconds, 0.0), 0.002))
 
 
 class Harness:
@@ -91,9 +108,8 @@ class Harness:
                 time_for=settings.download_deadline,
             )
             ledger: Any = SqliteLedger(self.store)
-            extra = {"sleep": sleep} if sleep is not None else {}
-            if clock is not None:
-                extra["clock"] = clock
+            jumps = Jumps()  # scheduler time is injected: no test waits out a back-off
+            extra = {"sleep": sleep or jumps.sleep, "clock": clock or jumps.clock}
             self.sched = Scheduler(
                 wrap_ledger(ledger) if wrap_ledger else ledger,
                 wrap_api(client) if wrap_api else client,
