@@ -289,7 +289,8 @@ async def test_truncated_and_expired_downloads_are_recovered(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(
-    "variant", ["succeeded", "canceled,error-object", "videos", "error-status", "no-queue-position"]
+    "variant",
+    ["succeeded", "canceled,error-object", "videos", "error-status", "failed-status", "no-queue-position"],
 )
 async def test_status_variants(tmp_path: Path, variant: str) -> None:
     h = Harness(tmp_path, EmulatorConfig(speed=0.001, status_variant=variant))

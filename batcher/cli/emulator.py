@@ -58,6 +58,12 @@ from batcher.emulator.server import EmulatorServer
     help="Journal file: requests survive a restart.",
 )
 @click.option("--balance", type=click.FloatRange(0), default=None, help="USD balance (402).")
+@click.option(
+    "--result-lag",
+    type=click.FloatRange(0),
+    default=0.0,
+    help="Seconds /result lags behind /status (a finished render still shows running).",
+)
 def emulator(
     host: str,
     port: int,
@@ -72,6 +78,7 @@ def emulator(
     variants: tuple[str, ...],
     persist: Path | None,
     balance: float | None,
+    result_lag: float,
 ) -> None:
     """Serve the built-in RunComfy Model API emulator (Ctrl-C to stop)."""
     try:
@@ -86,6 +93,7 @@ def emulator(
             status_variant=",".join(variants) or "documented",
             persist_path=persist,
             balance_usd=balance,
+            result_lag=result_lag,
         )
         server = EmulatorServer(config, host=host, port=port, files_host=files_host)
     except FaultSpecError as exc:
