@@ -2,9 +2,10 @@
 JSON next to them, and room made for a new version's file.
 
 Invariants: a sidecar is written atomically and never contains the API token (it is
-built only from the job record, which never holds it). A newer version never overwrites
-an older version's file: the old file is moved to `NAME~vN.EXT` and its record updated
-(`~` never appears in an output name, so no job's own file can have that name).
+built only from the job record, which never holds it). File names come from
+`store.placement`: `NAME.mp4`, `NAME~2.mp4`... (`~` never appears in an output name, so
+no job's own file can have such a name). A newer version never overwrites an older
+version's file: the old file is moved to `NAME~vN.EXT` and its record updated.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from batcher.download import download, part_path, suffix_for, write_json_atomic
 from batcher.models import Attempt, JobRecord, OutputFile
-from batcher.store import Job, Store
+from batcher.store import Job, Store, output_path, version_stem
 
 if TYPE_CHECKING:  # the client is passed through to download()
     import httpx
@@ -95,11 +96,11 @@ async def land_files(
     *,
     max_bytes: int,
 ) -> list[OutputFile]:
-    """Download every output of a job version under its names (NAME.mp4, NAME-2.mp4...)."""
+    """Download every output of a job version under its names (NAME.mp4, NAME~2.mp4...)."""
     files: list[OutputFile] = []
     stem = file_stem(job)
     for i, url in enumerate(urls):
-        rel = f"{stem}{'' if i == 0 else f'-{i + 1}'}{suffix_for(url)}"
+        rel = output_path(stem, i, suffix_for(url))
         if job.current:
             make_room(store, job, folder, rel)
         got = await download(http, url, folder / rel, max_bytes=max_bytes, tag=job.request_id or "")
@@ -118,7 +119,7 @@ def strip_query(url: str) -> str:
 
 def file_stem(job: Job) -> str:
     """The file name stem of a job version: superseded versions carry `~vN`."""
-    return job.output_name if job.current else f"{job.output_name}~v{job.version}"
+    return version_stem(job.output_name, job.version, current=job.current)
 
 
 def make_room(store: Store, job: Job, folder: Path, rel: str) -> None:

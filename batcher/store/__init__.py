@@ -1,13 +1,15 @@
 """The state store: every run, job version, remote attempt and state change, in SQLite.
 
 `db.Store` (transactions, writes, migrations on open) builds on `reader.Reader`
-(queries); `rows` holds the row types, `schema` the append-only migrations. This package
+(queries); `rows` holds the row types, `schema` the append-only migrations, `placement` the
+file names of each job version in the output folder. This package
 is the only user of sqlite3 and sqlite_utils.
 """
 
 from __future__ import annotations
 
 from batcher.store.db import Store, plan_marks
+from batcher.store.placement import output_path, sidecar_path, version_stem
 from batcher.store.rows import REMOVED, Job, RunInfo, SyncResult
 from batcher.store.schema import m001_initial, m002_attempt_floor, migrations
 
@@ -20,5 +22,8 @@ __all__ = [
     "m001_initial",
     "m002_attempt_floor",
     "migrations",
+    "output_path",
     "plan_marks",
+    "sidecar_path",
+    "version_stem",
 ]
