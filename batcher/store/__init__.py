@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from batcher.store.db import Store, plan_marks
 from batcher.store.placement import output_path, sidecar_path, version_stem
-from batcher.store.rows import REMOVED, Job, RunInfo, SyncResult
-from batcher.store.schema import m001_initial, m002_attempt_floor, migrations
+from batcher.store.rows import REMOVED, FileMove, Job, RunInfo, SyncResult
+from batcher.store.schema import m001_initial, m002_attempt_floor, m003_file_moves, migrations
 
 __all__ = [
     "REMOVED",
+    "FileMove",
     "Job",
     "RunInfo",
     "Store",
     "SyncResult",
     "m001_initial",
     "m002_attempt_floor",
+    "m003_file_moves",
     "migrations",
     "output_path",
     "plan_marks",

@@ -14,6 +14,10 @@ Invariants:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from batcher.models import OutputFile
 
 MARK = "~"  # never in an output name: every name batcher derives from one uses it
 
@@ -36,3 +40,65 @@ def sidecar_path(stem: str) -> str:
 def stem_of(path: str) -> str:
     """The version stem a recorded first output lives under (its name without suffix)."""
     return os.path.splitext(path)[0]
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A job version and the files its record names."""
+
+    job_id: int
+    version: int
+    current: bool
+    output_name: str
+    outputs: tuple[OutputFile, ...]
+
+
+@dataclass(frozen=True)
+class Move:
+    """One rename to make: an output (carrying bytes of this size and sha256) or a sidecar."""
+
+    job_id: int
+    kind: str  # "output" or "sidecar"
+    src: str
+    dst: str
+    size: int | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A version whose files are not under its own names: where they go, and the moves."""
+
+    job_id: int
+    outputs: tuple[OutputFile, ...]
+    moves: tuple[Move, ...]
+
+
+def placements(versions: Iterable[Placed]) -> list[Placement]:
+    """Every version not under its own names, in the order its moves must be made.
+
+    Versions leaving a final name come first, so the current version finds it free.
+    """
+    return [p for v in sorted(versions, key=lambda v: v.current) if (p := _place(v))]
+
+
+def _place(v: Placed) -> Placement | None:
+    if not v.outputs:
+        return None
+    stem = version_stem(v.output_name, v.version, current=v.current)
+    outputs = tuple(
+        replace(o, path=output_path(stem, i, os.path.splitext(o.path)[1]))
+        for i, o in enumerate(v.outputs)
+    )
+    moves = [
+        Move(v.job_id, "output", old.path, new.path, old.size, old.sha256)
+        for old, new in zip(v.outputs, outputs, strict=True)
+        if old.path != new.path
+    ]
+    if not moves:
+        return None
+    # The sidecar follows the first output (rewritten in place if only a later one moves).
+    moves.append(
+        Move(v.job_id, "sidecar", sidecar_path(stem_of(v.outputs[0].path)), sidecar_path(stem))
+    )
+    return Placement(v.job_id, outputs, tuple(moves))
