@@ -24,6 +24,7 @@ from batcher.client import RunComfyClient
 from batcher.errors import AuthError, BatcherError, ConfigError, TransportError, UsageError
 from batcher.jobfile import JobFile
 from batcher.models import UNFINISHED
+from batcher.outputs import finish_moves
 from batcher.scheduler import Event, Scheduler, SchedulerConfig, Summary
 from batcher.settings import ApiSettings
 from batcher.store import Store
@@ -102,7 +103,9 @@ def ensure_writable(folder: Path) -> None:
 def record_runs(
     store: Store, files: Sequence[JobFile], *, out: Path | None, options: dict[str, Any]
 ) -> dict[str, Path]:
-    """Sync every job file into the store; returns run -> output folder."""
+    """Sync every job file into the store, then move files as the new versions need
+    (an edit's old file aside, an undo's back under the final name); returns run -> folder.
+    """
     check_distinct_runs(files)
     folders: dict[str, Path] = {}
     for jf in files:
@@ -116,6 +119,7 @@ def record_runs(
             options=file_opts | options,
         )
         store.sync_jobs(jf.run, jf.jobs)
+        finish_moves(store, jf.run, folder)
         folders[jf.run] = folder
     return folders
 

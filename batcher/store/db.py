@@ -275,6 +275,9 @@ class Store(Reader):
                 self._set_state(
                     c, r["id"], JobState.PENDING, JobState.CANCELLED, {"error": REMOVED}, "removed"
                 )
+            # A version that stopped (or became) current must leave (or take) the final
+            # names: the moves are recorded with the change that needs them.
+            self._plan_moves(c, run, None)
         return SyncResult(tuple(new), tuple(changed), tuple(same), tuple(r["key"] for r in removed))
 
     def _set_state(
