@@ -17,6 +17,7 @@ from batcher.models import JobSpec, JobState
 from batcher.retry import Backoff
 from batcher.scheduler import Event, Scheduler, SchedulerConfig, Summary
 from batcher.store import Store
+from tests.outputs_invariants import check_output_folder
 
 pytestmark = pytest.mark.anyio
 MODEL = "kling/kling-3.0/pro/text-to-video"
@@ -98,6 +99,7 @@ def assert_files_intact(h: Harness) -> None:
         assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.size
         assert (out / f"{rec.output_name}.json").exists()
     assert not list(out.glob("*.part")) and not list(out.glob("*.tmp"))
+    check_output_folder(h.store, "r")
 
 
 async def test_every_job_completes_with_verified_files(tmp_path: Path) -> None:
