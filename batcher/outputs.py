@@ -184,7 +184,7 @@ def _move_sidecar(src: Path, dst: Path, move: FileMove) -> str:
             out["path"] = output_path(stem, i, os.path.splitext(out["path"])[1])
     write_json_atomic(dst, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     if src != dst:
-        src.unlink()
+        src.unlink(missing_ok=True)
     return "done"
 
 

@@ -417,11 +417,11 @@ class Store(Reader):
             return self._plan_moves(c, run, None if keys is None else set(keys))
 
     def _plan_moves(self, c: sqlite3.Connection, run: str, keys: set[str] | None) -> int:
-        rows = c.execute(
-            "SELECT id, key, version, current, output_name, outputs FROM jobs"
-            " WHERE run=? AND outputs != '[]' ORDER BY id",
-            (run,),
-        ).fetchall()
+        sql = "SELECT * FROM jobs WHERE run=? AND outputs != '[]'"
+        args: list[Any] = [run]
+        if keys is not None:
+            sql += f" AND key IN ({','.join('?' * len(keys))})"
+            args += sorted(keys)
         versions = [
             Placed(
                 r["id"],
@@ -430,8 +430,7 @@ class Store(Reader):
                 r["output_name"],
                 tuple(OutputFile(**o) for o in json.loads(r["outputs"])),
             )
-            for r in rows
-            if keys is None or r["key"] in keys
+            for r in c.execute(sql + " ORDER BY id", args)
         ]
         now, planned = self._clock(), 0
         for p in placements(versions):
