@@ -1,11 +1,16 @@
-"""What lands in a run's output folder: each job's files under their names, the sidecar
-JSON next to them, and room made for a new version's file.
+"""What lands in a run's output folder: each job version's files under its names, the
+sidecar JSON next to them, and the file moves the store has recorded, made.
 
-Invariants: a sidecar is written atomically and never contains the API token (it is
-built only from the job record, which never holds it). File names come from
-`store.placement`: `NAME.mp4`, `NAME~2.mp4`... (`~` never appears in an output name, so
-no job's own file can have such a name). A newer version never overwrites an older
-version's file: the old file is moved to `NAME~vN.EXT` and its record updated.
+Invariants:
+- A sidecar is written atomically and never contains the API token (it is built only
+  from the job record, which never holds it).
+- File names come from `store.placement`: `NAME.mp4`, `NAME~2.mp4`... for the current
+  version, `NAME~vN.mp4`... for version N (`~` never appears in an output name, so no
+  job's own file can have such a name).
+- A file is moved only by `finish_moves`, only as a recorded move says, and only if it
+  holds the bytes the move is about (an output's size and sha256, a sidecar's key and
+  version); so a crash anywhere is finished by the next call, and no record ever comes
+  to name another version's bytes.
 """
 
 from __future__ import annotations
