@@ -73,6 +73,28 @@ async def test_a_deleted_archive_never_takes_another_versions_file(tmp_path: Pat
     assert not (tmp_path / "out" / "job-0~v1.mp4").exists()
 
 
+@pytest.mark.anyio
+async def test_an_undo_to_a_deleted_archive_is_downloaded_again_not_rendered(
+    tmp_path: Path,
+) -> None:
+    from batcher.operations import missing_files, refetch_missing
+
+    h = Harness(tmp_path)
+    for prompt in (FOX, WOLF):
+        sync(h, version(prompt))
+        await h.run()
+    (tmp_path / "out" / "job-0~v1.mp4").unlink()
+    sync(h, version(FOX))  # undo: version 1 is current, its file is gone
+    assert not (tmp_path / "out" / "job-0.mp4").exists()  # v2 left; nothing wrong took it
+    assert [j.key for j in missing_files(h.store, "r")] == ["r/job-0"]
+    check_output_folder(h.store, "r", deleted=["job-0.mp4"])
+    refetch_missing(h.store, "r")
+    await h.run()
+    assert len(h.emulator.submissions) == 2
+    assert sha256(tmp_path / "out" / "job-0.mp4") == current(h.store).outputs[0].sha256
+    check_output_folder(h.store, "r")
+
+
 # -- end to end: the real CLI, the in-process emulator ------------------------------------
 
 JOBS = """\
