@@ -397,3 +397,34 @@ async def test_a_move_that_cannot_be_made_stops_with_one_line_and_stays_recorded
     (folder / "a~v1.mp4").rmdir()
     assert [o for _, o in finish_moves(store, "r", folder)] == ["done", "done"]
     check_output_folder(store, "r")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", range(6))
+async def test_any_sequence_of_edits_undos_and_deletions_keeps_the_folder_true(
+    store: Store, tmp_path: Path, seed: int
+) -> None:
+    """A property over random histories: edit to any of three payloads (new or rendered
+    before), render what is new (two outputs each), sometimes delete a file by hand."""
+    import random
+
+    from batcher.models import JobState
+
+    rng = random.Random(seed)
+    folder = tmp_path / "out"
+    lost: set[tuple[int, int]] = set()  # (job id, output index) whose bytes were deleted
+    for _ in range(12):
+        payload = rng.choice(["one", "two", "three"])
+        resync(store, named("a", payload), named("a-2"))
+        for key in ("r/a", "r/a-2"):
+            [job] = [j for j in store.jobs(["r"]) if j.key == key]
+            if job.state is JobState.PENDING:
+                await land(store, key, f"{key}{job.version}-1", f"{key}{job.version}-2")
+        if rng.random() < 0.3:
+            rec = rng.choice([r for r in store.records("r") if r.outputs])
+            i = rng.randrange(len(rec.outputs))
+            (folder / rec.outputs[i].path).unlink(missing_ok=True)
+            lost.add((rec.id, i))
+        records = store.records("r")
+        gone = [r.outputs[i].path for r in records for i in range(2) if (r.id, i) in lost]
+        check_output_folder(store, "r", deleted=gone)
