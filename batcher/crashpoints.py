@@ -4,7 +4,8 @@ process with SIGKILL the N-th time (default 1st) execution reaches `crash_point(
 Invariants: without the variable this is a no-op costing one dict lookup; the variable is
 read on first use, not at import time. Points: before_post, after_post (answer received,
 not yet committed), after_commit, mid_download (bytes written, file not complete),
-before_rename, before_done.
+before_rename, before_done, before_move (a file move recorded, not made), after_move
+(made, not yet recorded as made).
 """
 
 from __future__ import annotations

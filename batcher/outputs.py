@@ -1,29 +1,36 @@
-"""What lands in a run's output folder: each job's files under their names, the sidecar
-JSON next to them, and room made for a new version's file.
+"""What lands in a run's output folder: each job version's files under its names, the
+sidecar JSON next to them, and the file moves the store has recorded, made.
 
-Invariants: a sidecar is written atomically and never contains the API token (it is
-built only from the job record, which never holds it). A newer version never overwrites
-an older version's file: the old file is moved to `NAME~vN.EXT` and its record updated
-(`~` never appears in an output name, so no job's own file can have that name).
+Invariants:
+- A sidecar is written atomically and never contains the API token (it is built only
+  from the job record, which never holds it).
+- File names come from `store.placement`: `NAME.mp4`, `NAME~2.mp4`... for the current
+  version, `NAME~vN.mp4`... for version N (`~` never appears in an output name, so no
+  job's own file can have such a name).
+- A file is moved only by `finish_moves`, only as a recorded move says, and only if it
+  holds the bytes the move is about (an output's size and sha256, a sidecar's key and
+  version); so a crash anywhere is finished by the next call, and no record ever comes
+  to name another version's bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from batcher.crashpoints import crash_point
 from batcher.download import download, part_path, suffix_for, write_error, write_json_atomic
-from batcher.errors import DiskFull
-from batcher.models import Attempt, Job, JobRecord, OutputFile
-from batcher.store import Store
+from batcher.errors import ConfigError, DiskFull
+from batcher.models import Attempt, JobRecord, OutputFile
+from batcher.store import FileMove, Job, Store, output_path, version_stem
 
 if TYPE_CHECKING:  # the client is passed through to download()
     import httpx
@@ -100,20 +107,19 @@ async def land_files(
     max_bytes: int,
     time_for: Callable[[int], float] | None = None,
 ) -> list[OutputFile]:
-    """Download every output of a job version under its names (NAME.mp4, NAME-2.mp4...)."""
+    """Download every output of a job version under its names (NAME.mp4, NAME~2.mp4...).
+
+    Other versions of the key leave these names first, through recorded moves.
+    """
+    store.plan_moves(job.run, keys=[job.key])  # nothing, unless the records predate moves
+    finish_moves(store, job.run, folder)
     files: list[OutputFile] = []
     stem = file_stem(job)
     for i, url in enumerate(urls):
-        rel = f"{stem}{'' if i == 0 else f'-{i + 1}'}{suffix_for(url)}"
-        if job.current:
-            make_room(store, job, folder, rel)
+        rel = output_path(stem, i, suffix_for(url))
+        tag = job.request_id or ""
         got = await download(
-            http,
-            url,
-            folder / rel,
-            max_bytes=max_bytes,
-            tag=job.request_id or "",
-            time_for=time_for,
+            http, url, folder / rel, max_bytes=max_bytes, tag=tag, time_for=time_for
         )
         files.append(OutputFile(url=strip_query(url), path=rel, size=got.size, sha256=got.sha256))
         if job.attempts > 1:  # bytes of earlier renders of this job are no use now
@@ -130,49 +136,85 @@ def strip_query(url: str) -> str:
 
 def file_stem(job: Job) -> str:
     """The file name stem of a job version: superseded versions carry `~vN`."""
-    return job.output_name if job.current else f"{job.output_name}~v{job.version}"
+    return version_stem(job.output_name, job.version, current=job.current)
 
 
-def make_room(store: Store, job: Job, folder: Path, rel: str) -> None:
-    """If an older version of this key owns `rel`, move its file (and sidecar) aside.
+def finish_moves(store: Store, run: str, folder: Path) -> list[tuple[FileMove, str]]:
+    """Carry out a run's recorded file moves, oldest first; returns each with its outcome.
 
-    The record is updated before the file moves, and a move found half done (record
-    says `~vN`, the file is still at `rel`) is finished, so a crash at any point here
-    leaves every file findable from its record.
+    Safe to repeat after a crash at any point: a move already made is recognised by its
+    bytes (an output) or its content (a sidecar), and is only closed.
     """
-    dest = folder / rel
-    if not dest.exists():
-        return
-    stem, ext = os.path.splitext(rel)
-    for old in store.records(job.run):
-        if old.key != job.key or old.id == job.id:
-            continue
-        moved = f"{stem}~v{old.version}{ext}"
-        owns = any(o.path == rel for o in old.outputs)
-        half_done = any(o.path == moved for o in old.outputs) and not (folder / moved).exists()
-        if not (owns or half_done):
-            continue
-        if owns:
-            outputs = [replace(o, path=moved) if o.path == rel else o for o in old.outputs]
-            store.set_outputs(old.id, outputs, reason=f"moved aside for version {job.version}")
-        os.replace(dest, folder / moved)
-        side = folder / f"{old.output_name}.json"
-        if side.exists():
-            _archive_sidecar(side, folder / f"{old.output_name}~v{old.version}.json", rel, moved)
-        return
+    finished = []
+    for move in store.pending_moves(run):
+        crash_point("before_move")
+        make = _move_output if move.kind == "output" else _move_sidecar
+        try:
+            outcome = make(folder / move.src, folder / move.dst, move)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot move {move.src} to {move.dst} in {folder}: {exc.strerror or exc}; "
+                "the move stays recorded and is made by the next run"
+            ) from exc
+        crash_point("after_move")
+        store.finish_move(move.id, outcome)
+        finished.append((move, outcome))
+    return finished
 
 
-def _archive_sidecar(side: Path, target: Path, rel: str, moved: str) -> None:
-    """Move an old version's sidecar aside, pointing it at the file's new name."""
+def _move_output(src: Path, dst: Path, move: FileMove) -> str:
+    if _holds(src, move):
+        os.replace(src, dst)
+        return "done"
+    if _holds(dst, move):  # moved before a crash
+        return "done"
+    return "mismatch" if src.exists() else "missing"
+
+
+def _holds(path: Path, move: FileMove) -> bool:
+    """True if `path` is a file with exactly the bytes the move is about."""
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
-        for out in data.get("outputs", []):
-            if out.get("path") == rel:
-                out["path"] = moved
-        write_json_atomic(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        side.unlink()
-    except (OSError, ValueError, AttributeError):
-        os.replace(side, target)  # unreadable: keep it as it is, under the archive name
+        if path.stat().st_size != move.size:
+            return False
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return False
+    return digest.hexdigest() == move.sha256
+
+
+def _move_sidecar(src: Path, dst: Path, move: FileMove) -> str:
+    """Write the version's sidecar under its new name, pointing at its files' new names."""
+    data = _sidecar_of(src, move)
+    if data is None:
+        return "done" if _sidecar_of(dst, move) is not None else _absent_or_other(src)
+    stem = dst.name.removesuffix(".json")
+    for i, out in enumerate(data.get("outputs") or []):
+        if isinstance(out, dict) and isinstance(out.get("path"), str):
+            out["path"] = output_path(stem, i, os.path.splitext(out["path"])[1])
+    write_json_atomic(dst, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    if src != dst:
+        src.unlink(missing_ok=True)
+    return "done"
+
+
+def _sidecar_of(path: Path, move: FileMove) -> dict[str, Any] | None:
+    """The sidecar at `path` if it is the moving version's own, else None."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ours = isinstance(data, dict) and (data.get("key"), data.get("version")) == (
+        move.key,
+        move.version,
+    )
+    return data if ours else None
+
+
+def _absent_or_other(path: Path) -> str:
+    return "mismatch" if path.exists() else "missing"
 
 
 class LocalFolder:
@@ -214,7 +256,7 @@ class LocalFolder:
         self, record: JobRecord, files: Sequence[OutputFile], finished_at: float, cost: float | None
     ) -> None:
         folder = self._dirs[record.run]
-        stem = record.output_name if record.current else f"{record.output_name}~v{record.version}"
+        stem = version_stem(record.output_name, record.version, current=record.current)
         try:
             await anyio.to_thread.run_sync(
                 lambda: write_sidecar(record, folder, list(files), finished_at, cost, stem=stem)

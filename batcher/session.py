@@ -27,7 +27,7 @@ from batcher.errors import AuthError, BatcherError, ConfigError, TransportError,
 from batcher.jobfile import JobFile
 from batcher.locks import RunLock
 from batcher.models import UNFINISHED, Event
-from batcher.outputs import LocalFolder
+from batcher.outputs import LocalFolder, finish_moves
 from batcher.scheduler import Scheduler, Summary
 from batcher.settings import ApiSettings, RunSettings
 from batcher.store import SqliteLedger, Store
@@ -127,7 +127,8 @@ def record_runs(
     moving: bool = False,
     flags: Mapping[str, Any],
 ) -> dict[str, Path]:
-    """Sync every job file into the store; returns run -> output folder.
+    """Sync every job file into the store, then move files as the new versions need
+    (an edit's old file aside, an undo's back under the final name); returns run -> folder.
 
     Call while holding the runs' locks. A run recorded before must continue against the
     API it started with: anything else is refused before the store is touched.
@@ -152,6 +153,7 @@ def record_runs(
             options=file_opts | dict(flags) | where,
         )
         store.sync_jobs(jf.run, jf.jobs)
+        finish_moves(store, jf.run, folder)
         folders[jf.run] = folder
     return folders
 
@@ -170,6 +172,8 @@ async def drive(
     """Drive the runs (holding their locks) until done; SIGINT/SIGTERM stop it (a second
     one exits at once)."""
     with hold_runs(store.path, runs):
+        for run_name in runs:  # a swap of versions cut short by a crash is finished first
+            finish_moves(store, run_name, Path(out_dirs[run_name]))
         async with open_api(api, state_path=store.path, emulator_speed=emulator_speed) as (
             client,
             files,

@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 
 from batcher.emulator import EmulatorConfig, parse_faults
+from batcher.store import Store
 from tests.emulator_server import RunningEmulator, running_emulator
+from tests.outputs_invariants import check_output_folder
 
 pytestmark = pytest.mark.e2e
 TOKEN = "e2e-token"
@@ -131,6 +133,8 @@ def check_outputs(tmp: Path) -> None:
             assert len(data) == f["size"] and hashlib.sha256(data).hexdigest() == f["sha256"]
     names = [p.name for p in out.iterdir()] if out.exists() else []
     assert not [n for n in names if n.endswith((".part", ".tmp"))], names
+    with Store.open(tmp / "state.db", create=False) as store:
+        check_output_folder(store, "sweep")
 
 
 def per_payload(emu: RunningEmulator) -> Counter[str]:

@@ -29,6 +29,12 @@ def test_slug(text: str, expected: str) -> None:
     assert names.slug(text) == expected
 
 
+def test_no_output_name_contains_the_mark_of_derived_file_names() -> None:
+    # `~` marks a second output (NAME~2) or an earlier version (NAME~v2): never a job's own
+    assert names.slug("clip~2") == "clip-2" and names.slug("clip~v2") == "clip-v2"
+    assert "~" not in names.output_stem("a~b", [names.name_part("x~y", "1~2")], 1)
+
+
 def test_slug_falls_back_with_a_hash_when_nothing_is_left() -> None:
     a, b = names.slug("日本"), names.slug("中国")
     assert a.startswith("job-") and b.startswith("job-") and a != b

@@ -20,6 +20,7 @@ from batcher.outputs import LocalFolder
 from batcher.scheduler import Scheduler, Summary
 from batcher.settings import RunSettings
 from batcher.store import SqliteLedger, Store
+from tests.outputs_invariants import check_output_folder
 
 pytestmark = pytest.mark.anyio
 MODEL = "kling/kling-3.0/pro/text-to-video"
@@ -142,6 +143,7 @@ def assert_files_intact(h: Harness) -> None:
         assert hashlib.sha256(data).hexdigest() == f.sha256 and len(data) == f.size
         assert (out / f"{rec.output_name}.json").exists()
     assert not list(out.glob("*.part")) and not list(out.glob("*.tmp"))
+    check_output_folder(h.store, "r")
 
 
 async def test_every_job_completes_with_verified_files(tmp_path: Path) -> None:
@@ -290,7 +292,14 @@ async def test_truncated_and_expired_downloads_are_recovered(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "variant",
-    ["succeeded", "canceled,error-object", "videos", "error-status", "failed-status", "no-queue-position"],
+    [
+        "succeeded",
+        "canceled,error-object",
+        "videos",
+        "error-status",
+        "failed-status",
+        "no-queue-position",
+    ],
 )
 async def test_status_variants(tmp_path: Path, variant: str) -> None:
     h = Harness(tmp_path, EmulatorConfig(speed=0.001, status_variant=variant))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def test_blank_database_gets_every_migration(tmp_path: Path) -> None:
         pass
     conn = sqlite3.connect(tmp_path / "b.db")
     names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
-    assert names == ["m001_initial", "m002_attempt_floor"]
+    assert names == ["m001_initial", "m002_attempt_floor", "m003_file_moves"]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -156,6 +157,57 @@ def test_a_previous_version_database_is_migrated_with_its_data(tmp_path: Path) -
         assert job.state is JobState.FAILED and job.attempt_floor == 0
         assert store.transition(job.id, JobState.FAILED, JobState.PENDING, attempt_floor=3)
         assert store.job(job.id).attempt_floor == 3
+
+
+def test_a_database_before_file_moves_is_migrated_with_its_data(tmp_path: Path) -> None:
+    """A database of the release before m003 (m001 + m002) opens, migrates, keeps its jobs."""
+    import sqlite_utils
+
+    from batcher.store import migrations
+
+    path = tmp_path / "old.db"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m003_file_moves")
+    old.execute("INSERT INTO runs VALUES ('r', 'm', NULL, '/out', '{}', 1, 1)")
+    outputs = '[{"url": "u", "path": "a~v1.mp4", "size": 3, "sha256": "s"}]'
+    old.execute(
+        "INSERT INTO jobs (run, key, version, current, name, model, fingerprint, payload,"
+        " output_name, state, outputs, created_at, updated_at) VALUES"
+        " ('r', 'r/a', 1, 1, 'a', 'm', 'fp', '{}', 'a', 'done', ?, 1, 1)",
+        (outputs,),
+    )
+    old.conn.commit()
+    old.close()
+    with Store.open(path) as store:
+        [rec] = store.records("r")
+        assert rec.state is JobState.DONE and rec.outputs[0].path == "a~v1.mp4"
+        assert store.pending_moves("r") == []
+        # the current version under an archive name (an undo before m003): put right
+        assert store.plan_moves("r") == 2
+        [media, side] = store.pending_moves("r")
+        assert (media.kind, media.src, media.dst) == ("output", "a~v1.mp4", "a.mp4")
+        assert (side.kind, side.src, side.dst) == ("sidecar", "a~v1.json", "a.json")
+        assert store.records("r")[0].outputs[0].path == "a.mp4"  # in the same transaction
+        assert store.plan_moves("r") == 0  # planned once
+
+
+def test_a_move_is_closed_once_with_its_event(store: Store) -> None:
+    store.sync_jobs("r", [spec("a")])
+    [job] = store.jobs(["r"])
+    out = '[{"url": "u", "path": "a.mp4", "size": 1, "sha256": "x"}]'
+    store._conn.execute("UPDATE jobs SET current=0, outputs=? WHERE id=?", (out, job.id))
+    assert store.plan_moves("r", keys=["r/other"]) == 0
+    assert store.plan_moves("r", keys=["r/a"]) == 2
+    first = store.pending_moves("r")[0]
+    assert first.dst == "a~v1.mp4" and first.sha256 == "x" and first.size == 1
+    with pytest.raises(ValueError, match="not a move outcome"):
+        store.finish_move(first.id, "gone")
+    store.finish_move(first.id, "done")
+    store.finish_move(first.id, "missing")  # already closed: unchanged
+    assert [m.kind for m in store.pending_moves("r")] == ["sidecar"]
+    details = [json.loads(e["detail"]) for e in store.events(job.id) if e["detail"]]
+    reasons = [d.get("reason") for d in details]
+    assert reasons[-2:] == ["files to move", "file move done"]
 
 
 def test_pending_jobs_dropped_from_the_file_are_cancelled_and_come_back(store: Store) -> None:

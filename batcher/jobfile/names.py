@@ -6,6 +6,9 @@ Invariants:
   reserved Windows device name (CON, NUL, COM1, ...): it can only name a file directly
   inside the output folder. Whenever it must drop information (truncation, characters
   with no ASCII form), a short hash of the original text keeps distinct inputs distinct.
+- So an output name (`output_stem`, `unique_stems`) never contains `~`: the file names
+  batcher derives from one use it (`NAME~2.mp4` for a second output, `NAME~v3.mp4` for
+  an earlier version, see `store.placement`), and no job's own name can be one of them.
 - `job_key()` is injective: the separators "/", ",", "=", "#" (and "%") are
   percent-escaped inside names and values, so two different jobs never share a key.
 - `canonical_json()` is the one text the fingerprint is taken of: sorted keys, no

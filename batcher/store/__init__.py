@@ -1,7 +1,8 @@
 """The state store: every run, job version, remote attempt and state change, in SQLite.
 
 `db.Store` (transactions, writes, migrations on open) builds on `reader.Reader`
-(queries); `rows` holds the row types, `schema` the append-only migrations. This package
+(queries); `rows` holds the row types, `schema` the append-only migrations, `placement` the
+file names of each job version in the output folder. This package
 is the only user of sqlite3 and sqlite_utils.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 from batcher.store.db import Store, plan_marks
 from batcher.store.ledger import SqliteLedger, rescue_path
-from batcher.store.rows import REMOVED, Job, RunInfo, SyncResult
-from batcher.store.schema import m001_initial, m002_attempt_floor, migrations
+from batcher.store.placement import output_path, sidecar_path, version_stem
+from batcher.store.rows import REMOVED, FileMove, Job, RunInfo, SyncResult
+from batcher.store.schema import m001_initial, m002_attempt_floor, m003_file_moves, migrations
 
 __all__ = [
     "REMOVED",
+    "FileMove",
     "Job",
     "RunInfo",
     "SqliteLedger",
@@ -21,7 +24,11 @@ __all__ = [
     "SyncResult",
     "m001_initial",
     "m002_attempt_floor",
+    "m003_file_moves",
     "migrations",
+    "output_path",
     "plan_marks",
     "rescue_path",
+    "sidecar_path",
+    "version_stem",
 ]

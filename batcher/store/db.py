@@ -7,7 +7,10 @@ Invariants:
   not listed in `models.ALLOWED`, or from a state the caller did not expect, is refused.
 - A job is committed as `submitting` (with a new attempt row) before its POST; its request
   id is committed the moment it is known (`record_submitted`).
-- Migrations are append-only (`m001_…`, `m002_…`), applied when the store opens.
+- Migrations are append-only (`m001_…`, `m002_…`, `m003_…`), applied when the store opens.
+- A file move in the output folder is recorded (`file_moves`) in the same transaction as
+  the record change that needs it, and the record names the new path from then on; the
+  rename follows (`outputs.finish_moves`), and only recorded moves are ever finished.
 - The API token is never stored: nothing here receives it.
 """
 
@@ -28,8 +31,9 @@ import sqlite_utils
 
 from batcher.errors import StateError
 from batcher.models import ALLOWED, JobSpec, JobState, OutputFile, Submitted
+from batcher.store.placement import Placed, placements
 from batcher.store.reader import Reader
-from batcher.store.rows import REMOVED, SETTABLE, Job, SyncResult
+from batcher.store.rows import MOVE_OUTCOMES, REMOVED, SETTABLE, Job, SyncResult
 from batcher.store.schema import migrations
 
 
@@ -271,6 +275,9 @@ class Store(Reader):
                 self._set_state(
                     c, r["id"], JobState.PENDING, JobState.CANCELLED, {"error": REMOVED}, "removed"
                 )
+            # A version that stopped (or became) current must leave (or take) the final
+            # names: the moves are recorded with the change that needs them.
+            self._plan_moves(c, run, None)
         return SyncResult(tuple(new), tuple(changed), tuple(same), tuple(r["key"] for r in removed))
 
     def _set_state(
@@ -401,6 +408,62 @@ class Store(Reader):
                 "UPDATE jobs SET outputs=?, updated_at=? WHERE id=?", (data, self._clock(), job_id)
             )
             self._event(c, job_id, None, None, {"reason": reason, "outputs": data})
+
+    def plan_moves(self, run: str, *, keys: Iterable[str] | None = None) -> int:
+        """Record the moves that put each version's files under its own names (see
+        `placement`); each record names the new paths at once. Returns the moves planned.
+        """
+        with self._tx() as c:
+            return self._plan_moves(c, run, None if keys is None else set(keys))
+
+    def _plan_moves(self, c: sqlite3.Connection, run: str, keys: set[str] | None) -> int:
+        sql = "SELECT * FROM jobs WHERE run=? AND outputs != '[]'"
+        args: list[Any] = [run]
+        if keys is not None:
+            sql += f" AND key IN ({','.join('?' * len(keys))})"
+            args += sorted(keys)
+        versions = [
+            Placed(
+                r["id"],
+                r["version"],
+                bool(r["current"]),
+                r["output_name"],
+                tuple(OutputFile(**o) for o in json.loads(r["outputs"])),
+            )
+            for r in c.execute(sql + " ORDER BY id", args)
+        ]
+        now, planned = self._clock(), 0
+        for p in placements(versions):
+            data = _column("outputs", p.outputs)
+            c.execute("UPDATE jobs SET outputs=?, updated_at=? WHERE id=?", (data, now, p.job_id))
+            for m in p.moves:
+                c.execute(
+                    "INSERT INTO file_moves (job_id, kind, src, dst, size, sha256, planned_at)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    (m.job_id, m.kind, m.src, m.dst, m.size, m.sha256, now),
+                )
+            moves = [[m.src, m.dst] for m in p.moves]
+            self._event(c, p.job_id, None, None, {"reason": "files to move", "moves": moves})
+            planned += len(p.moves)
+        return planned
+
+    def finish_move(self, move_id: int, outcome: str) -> None:
+        """Close a recorded move: `done`, `missing` (no such file) or `mismatch` (other bytes)."""
+        if outcome not in MOVE_OUTCOMES:
+            raise ValueError(f"not a move outcome: {outcome}")
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT job_id, src, dst FROM file_moves WHERE id=? AND state='planned'",
+                (move_id,),
+            ).fetchone()
+            if row is None:
+                return
+            c.execute(
+                "UPDATE file_moves SET state=?, finished_at=? WHERE id=?",
+                (outcome, self._clock(), move_id),
+            )
+            detail = {"reason": f"file move {outcome}", "from": row["src"], "to": row["dst"]}
+            self._event(c, row["job_id"], None, None, detail)
 
     def reconcile_orphans(self, runs: Iterable[str]) -> list[Job]:
         """Jobs left `submitting` by a dead process: their POST outcome is unknown.

@@ -13,7 +13,7 @@ from typing import Any
 
 from batcher.errors import StateError
 from batcher.models import Attempt, AttemptOutcome, JobRecord, JobSpec, JobState, OutputFile
-from batcher.store.rows import Job, RunInfo
+from batcher.store.rows import FileMove, Job, RunInfo
 
 
 class Reader:
@@ -146,6 +146,15 @@ class Reader:
             )
             for r in rows
         ]
+
+    def pending_moves(self, run: str) -> list[FileMove]:
+        """Recorded file moves of a run not carried out yet, in the order they were planned."""
+        rows = self._conn.execute(
+            "SELECT m.*, j.key, j.version FROM file_moves m JOIN jobs j ON j.id = m.job_id"
+            " WHERE m.state = 'planned' AND j.run = ? ORDER BY m.id",
+            (run,),
+        )
+        return [FileMove.from_row(r) for r in rows]
 
     def events(self, job_id: int) -> list[dict[str, Any]]:
         rows = self._conn.execute("SELECT * FROM events WHERE job_id=? ORDER BY id", (job_id,))

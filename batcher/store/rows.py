@@ -24,6 +24,8 @@ SETTABLE = frozenset(
     }
 )
 REMOVED = "removed from the job file before it was sent"
+# How a recorded file move ended: carried out, no such file, or the file held other bytes.
+MOVE_OUTCOMES = frozenset({"done", "missing", "mismatch"})
 
 
 @dataclass(frozen=True)
@@ -45,3 +47,26 @@ class SyncResult:
     changed: tuple[str, ...]
     unchanged: tuple[str, ...]
     removed: tuple[str, ...] = ()  # pending jobs cancelled because the file dropped them
+
+
+@dataclass(frozen=True)
+class FileMove:
+    """A recorded rename in a run's output folder, not yet carried out."""
+
+    id: int
+    job_id: int
+    key: str  # of the job version whose file moves (a sidecar must name it)
+    version: int
+    kind: str  # "output" or "sidecar"
+    src: str  # relative to the run's output folder
+    dst: str
+    size: int | None  # an output's expected bytes
+    sha256: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> FileMove:
+        return cls(
+            **{k: row[k] for k in ("id", "job_id", "key", "version", "kind", "src", "dst")},
+            size=row["size"],
+            sha256=row["sha256"],
+        )

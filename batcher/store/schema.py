@@ -53,3 +53,22 @@ def m002_attempt_floor(db: sqlite_utils.Database) -> None:
     # Attempts numbered at or below the floor were used before a manual `retry`; the
     # attempt limit counts only the ones after it.
     db.execute("ALTER TABLE jobs ADD COLUMN attempt_floor INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m003_file_moves(db: sqlite_utils.Database) -> None:
+    # Renames in the output folder, written down (with the record change that needs them)
+    # before they are made, so a crash between the two is finished, not guessed at.
+    # kind: 'output' (size + sha256 of the bytes to move) or 'sidecar'; state: 'planned'
+    # until carried out, then 'done', 'missing' (no such file) or 'mismatch' (other bytes).
+    db.executescript(
+        """
+        CREATE TABLE file_moves (
+            id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL REFERENCES jobs(id),
+            kind TEXT NOT NULL, src TEXT NOT NULL, dst TEXT NOT NULL, size INTEGER,
+            sha256 TEXT, state TEXT NOT NULL DEFAULT 'planned', planned_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE INDEX file_moves_planned ON file_moves(state) WHERE state = 'planned';
+        """
+    )
