@@ -1,11 +1,26 @@
 """RunComfy Model API queue client (async, httpx): submit, status, result, cancel, info.
 
 Invariants:
-- Foreign exceptions never leak: httpx errors become `TransportError` (with `sent`
-  telling whether anything reached the server) and bad answers become `ApiError`
-  subclasses, decided by `error_code` first and the HTTP status second.
+- Foreign exceptions never leak: every exception of a call (httpx's, h11's, the codecs')
+  becomes a `BatcherError` with the original as its cause; only cancellation and other
+  `BaseException`s pass through. Where it happened decides what it means (what follows
+  is `retry.classify`'s to decide):
+  - building the request (a body httpx cannot encode, a header value a header cannot
+    carry): `UnsendableRequest`, nothing sent and sending again cannot help;
+  - sending it: `TransportError(sent=False)` when no connection was made (connect error,
+    pool timeout, proxy tunnel refused); `UnsendableRequest` when httpx/h11 refuse the
+    request before writing it (invalid URL, unsupported scheme, illegal header); anything
+    else `TransportError(sent=True)`: it may have reached the server, and a submit turns
+    that into `UnknownOutcome`;
+  - reading the answer: the status line arrived whole, so an error status decides (the
+    `ApiError` of `error_from`) even when the body is unreadable; a 1xx-3xx answer whose
+    body is garbled (`DecodingError`, bad bytes) is `MalformedAnswer`, one whose body
+    stopped arriving is `TransportError(sent=True)`.
+- Bad answers become `ApiError` subclasses, decided by `error_code` first and the HTTP
+  status second.
 - The bearer token is sent only to the origin of the base URL. A server-given URL on
   another origin is not followed with the token: the same path on the API origin is used.
+  No error message carries the token (h11 quotes a header value it refuses).
 - Answers are checked: JSON objects only, request ids match `[A-Za-z0-9_-]{1,128}`,
   output URLs are http(s).
 """
@@ -47,6 +62,12 @@ QUEUED = frozenset({"in_queue", "queued", "pending"})
 OUTPUT_KEYS = ("video", "videos", "image", "images")
 # Error codes of runcomfy-api.md; any other code is judged by its HTTP status alone.
 KNOWN_CODES = frozenset({400001, 400002, 400004, 401001, 403001, 404001, 422001, 500001})
+
+# What escapes `send`, and what it says about the request. httpcore raises ProxyError only
+# while opening a tunnel (before the request is written) and LocalProtocolError only when
+# h11 refuses our request line or headers (before any byte of them is written).
+NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+REFUSED_BEFORE_SENDING = (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,6 +207,8 @@ class RunComfyClient:
         self._base = base_url.rstrip("/")
         self._origin = _origin(self._base)
         self._token = token
+        forms = {token, repr(token)[1:-1], repr(token.encode("utf-8", "replace"))[2:-1]}
+        self._token_forms = sorted((f for f in forms if f), key=len, reverse=True)
         self._timeout = (timeouts or Timeouts()).httpx()
         self._clock = clock
 
@@ -264,24 +287,83 @@ class RunComfyClient:
         params: Mapping[str, str] | None = None,
     ) -> Mapping[str, Any]:
         assert _origin(url) == self._origin, "token must only go to the API origin"
-        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        where = f"{method} {_path(url)}"
+        request = self._build(where, method, url, json_body=json_body, params=params)
+        resp = await self._send(where, request)
         try:
-            resp = await self._http.request(
-                method, url, json=json_body, params=params, headers=headers, timeout=self._timeout
-            )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise errors.TransportError(
-                f"{method} {_path(url)}: cannot connect ({_why(exc)})", sent=False
-            ) from exc
-        except httpx.TransportError as exc:
-            raise errors.TransportError(f"{method} {_path(url)}: {_why(exc)}", sent=True) from exc
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
+        except Exception as exc:
+            raise self._unreadable(where, resp, exc) from exc
         return self._decode(resp)
 
+    def _build(
+        self,
+        where: str,
+        method: str,
+        url: str,
+        *,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> httpx.Request:
+        headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
+        try:
+            return self._http.build_request(
+                method, url, json=json_body, params=params, headers=headers, timeout=self._timeout
+            )
+        except Exception as exc:  # e.g. NaN in the body, a token with non-ASCII characters
+            raise errors.UnsendableRequest(
+                self._redact(f"{where}: the request cannot be sent ({_why(exc)})")
+            ) from exc
+
+    async def _send(self, where: str, request: httpx.Request) -> httpx.Response:
+        """Send and receive the status line and headers; the body is read by the caller."""
+        try:
+            return await self._http.send(request, stream=True)
+        except NOT_CONNECTED as exc:
+            raise errors.TransportError(
+                self._redact(f"{where}: cannot connect ({_why(exc)})"), sent=False
+            ) from exc
+        except REFUSED_BEFORE_SENDING as exc:
+            raise errors.UnsendableRequest(
+                self._redact(f"{where}: the request cannot be sent ({_why(exc)})")
+            ) from exc
+        except httpx.DecodingError as exc:
+            raise errors.MalformedAnswer(
+                self._redact(f"{where}: unreadable answer ({_why(exc)})")
+            ) from exc
+        except Exception as exc:
+            # Anything else (a read timeout, a dropped connection, h11 or a codec failing
+            # on a hostile answer) may have come after the request reached the server.
+            raise errors.TransportError(self._redact(f"{where}: {_why(exc)}"), sent=True) from exc
+
+    def _unreadable(self, where: str, resp: httpx.Response, exc: Exception) -> errors.BatcherError:
+        """The error for an answer whose status line arrived but whose body did not read."""
+        why = self._redact(f"{where}: unreadable answer body ({_why(exc)})")
+        if resp.status_code >= 400:
+            # The status says what happened (429: not accepted; 401: refused); only the
+            # detail of the body is lost.
+            return error_from(resp.status_code, {"error_message": why}, self._retry_after(resp))
+        if isinstance(exc, httpx.TransportError):  # the body stopped arriving
+            return errors.TransportError(why, sent=True)
+        return errors.MalformedAnswer(why, status_code=resp.status_code)
+
+    def _retry_after(self, resp: httpx.Response) -> float | None:
+        return parse_retry_after(resp.headers.get("retry-after"), now=self._clock())
+
+    def _redact(self, text: str) -> str:
+        """The text without the token, however an underlying library quoted it."""
+        for form in self._token_forms:
+            text = text.replace(form, "<token>")
+        return text
+
     def _decode(self, resp: httpx.Response) -> Mapping[str, Any]:
-        retry_after = parse_retry_after(resp.headers.get("retry-after"), now=self._clock())
+        retry_after = self._retry_after(resp)
         try:
             body = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, bad bytes, absurdly nested
             body = None
         if resp.status_code >= 400:
             raise error_from(
