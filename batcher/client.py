@@ -18,22 +18,26 @@ Invariants:
     stopped arriving is `TransportError(sent=True)`.
 - Bad answers become `ApiError` subclasses, decided by `error_code` first and the HTTP
   status second.
-- The bearer token is sent only to the origin of the base URL. A server-given URL on
-  another origin is not followed with the token: the same path on the API origin is used.
-  No error message carries the token (h11 quotes a header value it refuses).
+  Reading an answer never raises a foreign exception either: what slips through our
+  checks of a hostile answer becomes `MalformedAnswer`.
+- The bearer token is sent only to the origin of the base URL, as httpx (the parser that
+  sends) reads it. A server-given URL on another origin, or one httpx cannot send, is not
+  followed with the token: the same path on the API origin is used. No error message
+  carries the token (h11 quotes a header value it refuses).
 - Answers are checked: JSON objects only, request ids match `[A-Za-z0-9_-]{1,128}`,
-  output URLs are http(s).
+  output URLs are http(s), a cost is a finite number or absent.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -62,6 +66,9 @@ QUEUED = frozenset({"in_queue", "queued", "pending"})
 OUTPUT_KEYS = ("video", "videos", "image", "images")
 # Error codes of runcomfy-api.md; any other code is judged by its HTTP status alone.
 KNOWN_CODES = frozenset({400001, 400002, 400004, 401001, 403001, 404001, 422001, 500001})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+T = TypeVar("T")
+Origin = tuple[str, str, int]
 
 # What escapes `send`, and what it says about the request. httpcore raises ProxyError only
 # while opening a tunnel (before the request is written) and LocalProtocolError only when
@@ -83,10 +90,18 @@ class Timeouts:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
+def _origin(url: object) -> Origin | None:
+    """Scheme, host and port of an http(s) URL as httpx reads it; None if it cannot send it."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = httpx.URL(url)
+        scheme, host, port = parts.scheme, parts.host, parts.port  # .host decodes IDNA
+    except Exception:  # InvalidURL, or idna's error for a bad host label
+        return None
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    return scheme, host.lower(), port or DEFAULT_PORTS[scheme]
 
 
 def _message(body: Mapping[str, Any]) -> str:
@@ -159,9 +174,24 @@ def output_urls(body: Mapping[str, Any]) -> tuple[str, ...]:
     """Every output URL of a result body, video first, duplicates removed."""
     urls = list(dict.fromkeys(_urls_in(body.get("output"))))
     for url in urls:
-        if urlsplit(url).scheme not in ("http", "https"):
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError:  # e.g. an unbalanced "[" in the host
+            scheme = ""
+        if scheme not in ("http", "https"):
             raise errors.MalformedAnswer(f"output URL is not http(s): {url[:200]!r}")
     return tuple(urls)
+
+
+def _cost(value: object) -> float | None:
+    """A cost in USD when the answer gives a finite number, else None."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        cost = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return cost if math.isfinite(cost) else None
 
 
 def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
@@ -171,11 +201,7 @@ def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
         raise errors.MalformedAnswer(f"answer has no status: {json.dumps(body)[:200]}")
     status = raw.strip().lower()
     if status in SUCCESS:
-        cost = body.get("cost")
-        ok_cost = (
-            float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
-        )
-        return Succeeded(outputs=output_urls(body), cost=ok_cost)
+        return Succeeded(outputs=output_urls(body), cost=_cost(body.get("cost")))
     if status in FAILURE:
         err = body.get("error")
         if err:
@@ -205,7 +231,10 @@ class RunComfyClient:
     ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
-        self._origin = _origin(self._base)
+        origin = _origin(self._base)
+        if origin is None:
+            raise errors.ConfigError(f"the API base URL {base_url!r} is not an http(s) URL")
+        self._origin = origin
         self._token = token
         forms = {token, repr(token)[1:-1], repr(token.encode("utf-8", "replace"))[2:-1]}
         self._token_forms = sorted((f for f in forms if f), key=len, reverse=True)
@@ -226,11 +255,32 @@ class RunComfyClient:
         """POST a request. Raises UnknownOutcome when it may have been accepted unseen."""
         url = f"{self._base}/v1/models/{quote(model_id, safe='/')}"
         try:
-            body = await self._call("POST", url, json_body=dict(payload))
+            return await self._call("POST", url, self._submitted, json_body=dict(payload))
         except errors.TransportError as exc:
             if exc.sent:
                 raise errors.UnknownOutcome(f"submit outcome unknown: {exc}") from exc
             raise
+
+    async def status(self, req: Submitted) -> RemoteStatus:
+        """Current state of a request."""
+        return await self._call("GET", self._safe(req.status_url, "status", req), parse_status)
+
+    async def result(self, req: Submitted, *, include_cost: bool = True) -> RemoteStatus:
+        """Outputs of a finished request, or its current state if unfinished."""
+        url = self._safe(req.result_url, "result", req)
+        params = {"include_cost": "true"} if include_cost else None
+        return await self._call("GET", url, parse_status, params=params)
+
+    async def cancel(self, req: Submitted) -> CancelOutcome:
+        """Ask to cancel; only queued requests can be, the rest run to completion."""
+        return await self._call("POST", self._safe(req.cancel_url, "cancel", req), _cancelled)
+
+    async def model_info(self, model_id: str) -> Mapping[str, Any]:
+        """Catalog info of a model (undocumented endpoint: price and unit)."""
+        url = f"{self._base}/v1/models/{quote(model_id, safe='/')}"
+        return await self._call("GET", url, lambda body: body)
+
+    def _submitted(self, body: Mapping[str, Any]) -> Submitted:
         rid = body.get("request_id")
         if not isinstance(rid, str) or not REQUEST_ID.fullmatch(rid):
             raise errors.MalformedAnswer(
@@ -244,34 +294,8 @@ class RunComfyClient:
             self._server_url(body.get("cancel_url"), canon.cancel_url),
         )
 
-    async def status(self, req: Submitted) -> RemoteStatus:
-        """Current state of a request."""
-        return parse_status(await self._call("GET", self._safe(req.status_url, "status", req)))
-
-    async def result(self, req: Submitted, *, include_cost: bool = True) -> RemoteStatus:
-        """Outputs of a finished request, or its current state if unfinished."""
-        url = self._safe(req.result_url, "result", req)
-        params = {"include_cost": "true"} if include_cost else None
-        return parse_status(await self._call("GET", url, params=params))
-
-    async def cancel(self, req: Submitted) -> CancelOutcome:
-        """Ask to cancel; only queued requests can be, the rest run to completion."""
-        body = await self._call("POST", self._safe(req.cancel_url, "cancel", req))
-        outcome = str(body.get("outcome") or "")
-        status = str(body.get("status") or "").lower()
-        done = outcome in ("cancelled", "canceled", "cancellation_requested") or (
-            not outcome and status in CANCELLED
-        )
-        return CancelOutcome(cancelled=done, outcome=outcome or status or "unknown")
-
-    async def model_info(self, model_id: str) -> Mapping[str, Any]:
-        """Catalog info of a model (undocumented endpoint: price and unit)."""
-        return await self._call("GET", f"{self._base}/v1/models/{quote(model_id, safe='/')}")
-
     def _server_url(self, given: object, canonical: str) -> str:
-        if isinstance(given, str) and _origin(given) == self._origin:
-            return given
-        return canonical
+        return given if isinstance(given, str) and _origin(given) == self._origin else canonical
 
     def _safe(self, url: str, kind: str, req: Submitted) -> str:
         if _origin(url) == self._origin:
@@ -282,10 +306,12 @@ class RunComfyClient:
         self,
         method: str,
         url: str,
+        parse: Callable[[Mapping[str, Any]], T],
         *,
         json_body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
-    ) -> Mapping[str, Any]:
+    ) -> T:
+        """One API request, its answer read by `parse`: a value or a BatcherError."""
         assert _origin(url) == self._origin, "token must only go to the API origin"
         where = f"{method} {_path(url)}"
         request = self._build(where, method, url, json_body=json_body, params=params)
@@ -297,7 +323,15 @@ class RunComfyClient:
                 await resp.aclose()
         except Exception as exc:
             raise self._unreadable(where, resp, exc) from exc
-        return self._decode(resp)
+        try:
+            return parse(self._decode(resp))
+        except errors.BatcherError:
+            raise
+        except Exception as exc:  # our reading met an answer nobody foresaw
+            raise errors.MalformedAnswer(
+                self._redact(f"{where}: answer not understood ({_why(exc)})"),
+                status_code=resp.status_code,
+            ) from exc
 
     def _build(
         self,
@@ -377,6 +411,15 @@ class RunComfyClient:
         if body.get("error_code") not in (None, 0, "0", ""):
             raise error_from(resp.status_code, body, retry_after)
         return body
+
+
+def _cancelled(body: Mapping[str, Any]) -> CancelOutcome:
+    outcome = str(body.get("outcome") or "")
+    status = str(body.get("status") or "").lower()
+    done = outcome in ("cancelled", "canceled", "cancellation_requested") or (
+        not outcome and status in CANCELLED
+    )
+    return CancelOutcome(cancelled=done, outcome=outcome or status or "unknown")
 
 
 def _path(url: str) -> str:

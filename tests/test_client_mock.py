@@ -475,3 +475,49 @@ async def test_the_token_is_redacted_from_every_translated_message() -> None:
     with pytest.raises(errors.UnsendableRequest) as info:
         await client.status(client.handle("r1"))
     assert "sekrit-token" not in str(info.value) and "Illegal header value" in str(info.value)
+
+
+# -- hostile answers: our own reading of them never raises a foreign exception ----------
+
+
+async def test_server_urls_httpx_would_not_send_fall_back_to_the_api_urls() -> None:
+    given = {
+        "status_url": f"{BASE}:99999/v1/requests/r1/status",  # port out of range
+        "result_url": f"{BASE}/v1/requests/r1/result\x7f",  # non-printable
+        "cancel_url": "https://[::1/v1/requests/r1/cancel",  # unbalanced bracket
+    }
+    client, seen = make(answer({"request_id": "r1", **given}))
+    sub = await client.submit(MODEL, {"prompt": "x"})
+    assert sub == client.handle("r1")
+    stored = Submitted("r1", *given.values())  # e.g. kept by an older version
+    client2, seen2 = make(answer({"status": "in_progress"}))
+    assert await client2.status(stored) == InProgress()
+    assert await client2.result(stored) == InProgress()
+    assert [str(r.url.copy_with(query=None)) for r in seen2] == [
+        f"{BASE}/v1/requests/r1/status",
+        f"{BASE}/v1/requests/r1/result",
+    ]
+
+
+def test_a_base_url_httpx_cannot_use_is_a_config_error() -> None:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(answer({})))
+    for base in ("https://xn--zz.test", "https://api.test\t.example", "ftp://api.test"):
+        with pytest.raises(errors.ConfigError):
+            RunComfyClient(http, base_url=base, token="t")
+
+
+@pytest.mark.parametrize("cost", [10**400, float("inf"), float("nan"), "0.84", True], ids=repr)
+def test_a_cost_that_is_not_a_finite_number_is_ignored(cost: object) -> None:
+    body = {"status": "succeeded", "output": {"video": "https://f.test/a.mp4"}, "cost": cost}
+    assert parse_status(body) == Succeeded(("https://f.test/a.mp4",), None)
+
+
+def test_an_output_url_urlsplit_refuses_is_malformed() -> None:
+    with pytest.raises(errors.MalformedAnswer, match="not http"):
+        parse_status({"status": "succeeded", "output": {"video": "https://[::1/a.mp4"}})
+
+
+async def test_an_answer_too_deeply_nested_for_json_is_malformed() -> None:
+    client, _ = make(answer(b"[" * 5000 + b"]" * 5000))
+    with pytest.raises(errors.MalformedAnswer):
+        await client.status(client.handle("r1"))
