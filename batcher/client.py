@@ -147,7 +147,7 @@ def error_from(
         return errors.RequestNotFound(msg, **kw)
     if code == 500001 or (code is None and (st == 408 or st >= 500)):
         return errors.ServerError(msg, retry_after=retry_after, **kw)
-    if st == 429:
+    if code is None and st == 429:  # a known code (400001, 422001) says more than 429
         return errors.RateLimited(msg, retry_after=retry_after, **kw)
     if code in (400001, 422001) or (code is None and st in (400, 422)):
         return errors.InvalidInput(msg, **kw)

@@ -62,6 +62,8 @@ def classify(exc: errors.BatcherError, *, is_submit: bool) -> Action:
         return Action.RETRY
     if isinstance(exc, errors.UnsendableRequest):
         return Action.FAIL_JOB if is_submit else Action.FATAL
+    if isinstance(exc, errors.UnknownOutcome):  # whatever its `sent` says: it may have landed
+        return Action.UNKNOWN if is_submit else Action.RETRY
     if isinstance(exc, errors.TransportError):
         if is_submit and exc.sent:
             return Action.UNKNOWN

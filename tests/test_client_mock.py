@@ -120,6 +120,8 @@ async def test_error_200_with_error_code_is_an_error() -> None:
             errors.ServerError,
         ),
         (408, {}, errors.ServerError),
+        # A known code decides before the status, 429 included.
+        (429, {"error_code": 422001, "error_message": "invalid"}, errors.InvalidInput),
     ],
 )
 def test_error_mapping(
