@@ -1,29 +1,22 @@
 """RunComfy Model API queue client (async, httpx): submit, status, result, cancel, info.
 
 Invariants:
-- Foreign exceptions never leak: every exception of a call (httpx's, h11's, the codecs')
-  becomes a `BatcherError` with the original as its cause; only cancellation and other
-  `BaseException`s pass through. Where it happened decides what it means (what follows
-  is `retry.classify`'s to decide):
-  - building the request (a body httpx cannot encode, a header value a header cannot
-    carry): `UnsendableRequest`, nothing sent and sending again cannot help;
+- Foreign exceptions never leak (cancellation and other BaseExceptions aside): every
+  exception of a call becomes a `BatcherError`, its cause chained. Where it happened
+  decides what it means (`retry.classify` decides what follows):
+  - building the request (a body httpx cannot encode, a header it cannot carry), or
+    httpx/h11 refusing it before writing a byte (invalid URL, unsupported scheme, illegal
+    header): `UnsendableRequest`, nothing sent and sending again cannot help;
   - sending it: `TransportError(sent=False)` when no connection was made (connect error,
-    pool timeout, proxy tunnel refused); `UnsendableRequest` when httpx/h11 refuse the
-    request before writing it (invalid URL, unsupported scheme, illegal header); anything
-    else `TransportError(sent=True)`: it may have reached the server, and a submit turns
-    that into `UnknownOutcome`;
-  - reading the answer: the status line arrived whole, so an error status decides (the
-    `ApiError` of `error_from`) even when the body is unreadable; a 1xx-3xx answer whose
-    body is garbled (`DecodingError`, bad bytes) is `MalformedAnswer`, one whose body
-    stopped arriving is `TransportError(sent=True)`.
-- Bad answers become `ApiError` subclasses, decided by `error_code` first and the HTTP
-  status second.
-  Reading an answer never raises a foreign exception either: what slips through our
-  checks of a hostile answer becomes `MalformedAnswer`.
-- The bearer token is sent only to the origin of the base URL, as httpx (the parser that
-  sends) reads it. A server-given URL on another origin, or one httpx cannot send, is not
-  followed with the token: the same path on the API origin is used. No error message
-  carries the token (h11 quotes a header value it refuses).
+    pool timeout, proxy tunnel refused), anything else `TransportError(sent=True)`: it
+    may have reached the server (a submit turns that into `UnknownOutcome`);
+  - reading the answer: an error status decides (`error_from`) even when the body is
+    unreadable, since the status line arrived whole; a 1xx-3xx body that is garbled or
+    not understood is `MalformedAnswer`, one that stopped arriving `TransportError(sent)`.
+- Error answers become `ApiError` subclasses, `error_code` first, HTTP status second.
+- The token goes only to the base URL's origin as httpx (the parser that sends) reads it:
+  a server-given URL on another origin, or one httpx cannot send, is replaced by the same
+  path on the API origin. No error message carries the token (h11 quotes bad headers).
 - Answers are checked: JSON objects only, request ids match `[A-Za-z0-9_-]{1,128}`,
   output URLs are http(s), a cost is a finite number or absent.
 """

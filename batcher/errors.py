@@ -17,7 +17,7 @@ BatcherError
 │   ├── RequestNotFound        404/404001: request expired or deleted
 │   ├── RateLimited            429 (retry_after seconds when given)
 │   ├── ServerError            5xx / 408 / 500001
-│   └── MalformedAnswer        not JSON, missing or bad request_id, bad shape
+│   └── MalformedAnswer        not JSON, unreadable body, bad request_id, bad shape
 ├── TransportError             no answer at all (connect error, timeout, dropped)
 │   ├── UnknownOutcome         a POST may or may not have been accepted
 │   └── UnsendableRequest      the request cannot be built or sent on our side (invalid
