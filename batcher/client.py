@@ -1,24 +1,36 @@
 """RunComfy Model API queue client (async, httpx): submit, status, result, cancel, info.
 
 Invariants:
-- Foreign exceptions never leak: httpx errors become `TransportError` (with `sent`
-  telling whether anything reached the server) and bad answers become `ApiError`
-  subclasses, decided by `error_code` first and the HTTP status second.
-- The bearer token is sent only to the origin of the base URL. A server-given URL on
-  another origin is not followed with the token: the same path on the API origin is used.
+- Foreign exceptions never leak (cancellation and other BaseExceptions aside): every
+  exception of a call becomes a `BatcherError`, its cause chained. Where it happened
+  decides what it means (`retry.classify` decides what follows):
+  - building the request (a body httpx cannot encode, a header it cannot carry), or
+    httpx/h11 refusing it before writing a byte (invalid URL, unsupported scheme, illegal
+    header): `UnsendableRequest`, nothing sent and sending again cannot help;
+  - sending it: `TransportError(sent=False)` when no connection was made (connect error,
+    pool timeout, proxy tunnel refused), anything else `TransportError(sent=True)`: it
+    may have reached the server (a submit turns that into `UnknownOutcome`);
+  - reading the answer: an error status decides (`error_from`) even when the body is
+    unreadable, since the status line arrived whole; a 1xx-3xx body that is garbled or
+    not understood is `MalformedAnswer`, one that stopped arriving `TransportError(sent)`.
+- Error answers become `ApiError` subclasses, `error_code` first, HTTP status second.
+- The token goes only to the base URL's origin as httpx (the parser that sends) reads it:
+  a server-given URL on another origin, or one httpx cannot send, is replaced by the same
+  path on the API origin. No error message carries the token (h11 quotes bad headers).
 - Answers are checked: JSON objects only, request ids match `[A-Za-z0-9_-]{1,128}`,
-  output URLs are http(s).
+  output URLs are http(s), a cost is a finite number or absent.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -47,6 +59,15 @@ QUEUED = frozenset({"in_queue", "queued", "pending"})
 OUTPUT_KEYS = ("video", "videos", "image", "images")
 # Error codes of runcomfy-api.md; any other code is judged by its HTTP status alone.
 KNOWN_CODES = frozenset({400001, 400002, 400004, 401001, 403001, 404001, 422001, 500001})
+DEFAULT_PORTS = {"http": 80, "https": 443}
+T = TypeVar("T")
+Origin = tuple[str, str, int]
+
+# What escapes `send`, and what it says about the request. httpcore raises ProxyError only
+# while opening a tunnel (before the request is written) and LocalProtocolError only when
+# h11 refuses our request line or headers (before any byte of them is written).
+NOT_CONNECTED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.ProxyError)
+REFUSED_BEFORE_SENDING = (httpx.InvalidURL, httpx.UnsupportedProtocol, httpx.LocalProtocolError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,10 +83,18 @@ class Timeouts:
         return httpx.Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
+def _origin(url: object) -> Origin | None:
+    """Scheme, host and port of an http(s) URL as httpx reads it; None if it cannot send it."""
+    if not isinstance(url, str):
+        return None
+    try:
+        parts = httpx.URL(url)
+        scheme, host, port = parts.scheme, parts.host, parts.port  # .host decodes IDNA
+    except Exception:  # InvalidURL, or idna's error for a bad host label
+        return None
+    if scheme not in DEFAULT_PORTS or not host:
+        return None
+    return scheme, host.lower(), port or DEFAULT_PORTS[scheme]
 
 
 def _message(body: Mapping[str, Any]) -> str:
@@ -111,7 +140,7 @@ def error_from(
         return errors.RequestNotFound(msg, **kw)
     if code == 500001 or (code is None and (st == 408 or st >= 500)):
         return errors.ServerError(msg, retry_after=retry_after, **kw)
-    if st == 429:
+    if code is None and st == 429:  # a known code (400001, 422001) says more than 429
         return errors.RateLimited(msg, retry_after=retry_after, **kw)
     if code in (400001, 422001) or (code is None and st in (400, 422)):
         return errors.InvalidInput(msg, **kw)
@@ -138,9 +167,24 @@ def output_urls(body: Mapping[str, Any]) -> tuple[str, ...]:
     """Every output URL of a result body, video first, duplicates removed."""
     urls = list(dict.fromkeys(_urls_in(body.get("output"))))
     for url in urls:
-        if urlsplit(url).scheme not in ("http", "https"):
+        try:
+            scheme = urlsplit(url).scheme
+        except ValueError:  # e.g. an unbalanced "[" in the host
+            scheme = ""
+        if scheme not in ("http", "https"):
             raise errors.MalformedAnswer(f"output URL is not http(s): {url[:200]!r}")
     return tuple(urls)
+
+
+def _cost(value: object) -> float | None:
+    """A cost in USD when the answer gives a finite number, else None."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        cost = float(value)
+    except OverflowError:  # an integer too large for a float
+        return None
+    return cost if math.isfinite(cost) else None
 
 
 def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
@@ -150,11 +194,7 @@ def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
         raise errors.MalformedAnswer(f"answer has no status: {json.dumps(body)[:200]}")
     status = raw.strip().lower()
     if status in SUCCESS:
-        cost = body.get("cost")
-        ok_cost = (
-            float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None
-        )
-        return Succeeded(outputs=output_urls(body), cost=ok_cost)
+        return Succeeded(outputs=output_urls(body), cost=_cost(body.get("cost")))
     if status in FAILURE:
         err = body.get("error")
         if err:
@@ -184,8 +224,13 @@ class RunComfyClient:
     ) -> None:
         self._http = http
         self._base = base_url.rstrip("/")
-        self._origin = _origin(self._base)
+        origin = _origin(self._base)
+        if origin is None:
+            raise errors.ConfigError(f"the API base URL {base_url!r} is not an http(s) URL")
+        self._origin = origin
         self._token = token
+        forms = {token, repr(token)[1:-1], repr(token.encode("utf-8", "replace"))[2:-1]}
+        self._token_forms = sorted((f for f in forms if f), key=len, reverse=True)
         self._timeout = (timeouts or Timeouts()).httpx()
         self._clock = clock
 
@@ -203,11 +248,32 @@ class RunComfyClient:
         """POST a request. Raises UnknownOutcome when it may have been accepted unseen."""
         url = f"{self._base}/v1/models/{quote(model_id, safe='/')}"
         try:
-            body = await self._call("POST", url, json_body=dict(payload))
+            return await self._call("POST", url, self._submitted, json_body=dict(payload))
         except errors.TransportError as exc:
             if exc.sent:
                 raise errors.UnknownOutcome(f"submit outcome unknown: {exc}") from exc
             raise
+
+    async def status(self, req: Submitted) -> RemoteStatus:
+        """Current state of a request."""
+        return await self._call("GET", self._safe(req.status_url, "status", req), parse_status)
+
+    async def result(self, req: Submitted, *, include_cost: bool = True) -> RemoteStatus:
+        """Outputs of a finished request, or its current state if unfinished."""
+        url = self._safe(req.result_url, "result", req)
+        params = {"include_cost": "true"} if include_cost else None
+        return await self._call("GET", url, parse_status, params=params)
+
+    async def cancel(self, req: Submitted) -> CancelOutcome:
+        """Ask to cancel; only queued requests can be, the rest run to completion."""
+        return await self._call("POST", self._safe(req.cancel_url, "cancel", req), _cancelled)
+
+    async def model_info(self, model_id: str) -> Mapping[str, Any]:
+        """Catalog info of a model (undocumented endpoint: price and unit)."""
+        url = f"{self._base}/v1/models/{quote(model_id, safe='/')}"
+        return await self._call("GET", url, lambda body: body)
+
+    def _submitted(self, body: Mapping[str, Any]) -> Submitted:
         rid = body.get("request_id")
         if not isinstance(rid, str) or not REQUEST_ID.fullmatch(rid):
             raise errors.MalformedAnswer(
@@ -221,34 +287,8 @@ class RunComfyClient:
             self._server_url(body.get("cancel_url"), canon.cancel_url),
         )
 
-    async def status(self, req: Submitted) -> RemoteStatus:
-        """Current state of a request."""
-        return parse_status(await self._call("GET", self._safe(req.status_url, "status", req)))
-
-    async def result(self, req: Submitted, *, include_cost: bool = True) -> RemoteStatus:
-        """Outputs of a finished request, or its current state if unfinished."""
-        url = self._safe(req.result_url, "result", req)
-        params = {"include_cost": "true"} if include_cost else None
-        return parse_status(await self._call("GET", url, params=params))
-
-    async def cancel(self, req: Submitted) -> CancelOutcome:
-        """Ask to cancel; only queued requests can be, the rest run to completion."""
-        body = await self._call("POST", self._safe(req.cancel_url, "cancel", req))
-        outcome = str(body.get("outcome") or "")
-        status = str(body.get("status") or "").lower()
-        done = outcome in ("cancelled", "canceled", "cancellation_requested") or (
-            not outcome and status in CANCELLED
-        )
-        return CancelOutcome(cancelled=done, outcome=outcome or status or "unknown")
-
-    async def model_info(self, model_id: str) -> Mapping[str, Any]:
-        """Catalog info of a model (undocumented endpoint: price and unit)."""
-        return await self._call("GET", f"{self._base}/v1/models/{quote(model_id, safe='/')}")
-
     def _server_url(self, given: object, canonical: str) -> str:
-        if isinstance(given, str) and _origin(given) == self._origin:
-            return given
-        return canonical
+        return given if isinstance(given, str) and _origin(given) == self._origin else canonical
 
     def _safe(self, url: str, kind: str, req: Submitted) -> str:
         if _origin(url) == self._origin:
@@ -259,29 +299,98 @@ class RunComfyClient:
         self,
         method: str,
         url: str,
+        parse: Callable[[Mapping[str, Any]], T],
         *,
         json_body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
-    ) -> Mapping[str, Any]:
+    ) -> T:
+        """One API request, its answer read by `parse`: a value or a BatcherError."""
         assert _origin(url) == self._origin, "token must only go to the API origin"
+        where = f"{method} {_path(url)}"
+        request = self._build(where, method, url, json_body=json_body, params=params)
+        resp = await self._send(where, request)
+        try:
+            try:
+                await resp.aread()
+            finally:
+                await resp.aclose()
+        except Exception as exc:
+            raise self._unreadable(where, resp, exc) from exc
+        try:
+            return parse(self._decode(resp))
+        except errors.BatcherError:
+            raise
+        except Exception as exc:  # our reading met an answer nobody foresaw
+            raise errors.MalformedAnswer(
+                self._redact(f"{where}: answer not understood ({_why(exc)})"),
+                status_code=resp.status_code,
+            ) from exc
+
+    def _build(
+        self,
+        where: str,
+        method: str,
+        url: str,
+        *,
+        json_body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> httpx.Request:
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         try:
-            resp = await self._http.request(
+            return self._http.build_request(
                 method, url, json=json_body, params=params, headers=headers, timeout=self._timeout
             )
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise errors.TransportError(
-                f"{method} {_path(url)}: cannot connect ({_why(exc)})", sent=False
+        except Exception as exc:  # e.g. NaN in the body, a token with non-ASCII characters
+            raise errors.UnsendableRequest(
+                self._redact(f"{where}: the request cannot be sent ({_why(exc)})")
             ) from exc
-        except httpx.TransportError as exc:
-            raise errors.TransportError(f"{method} {_path(url)}: {_why(exc)}", sent=True) from exc
-        return self._decode(resp)
+
+    async def _send(self, where: str, request: httpx.Request) -> httpx.Response:
+        """Send and receive the status line and headers; the body is read by the caller."""
+        try:
+            return await self._http.send(request, stream=True)
+        except NOT_CONNECTED as exc:
+            raise errors.TransportError(
+                self._redact(f"{where}: cannot connect ({_why(exc)})"), sent=False
+            ) from exc
+        except REFUSED_BEFORE_SENDING as exc:
+            raise errors.UnsendableRequest(
+                self._redact(f"{where}: the request cannot be sent ({_why(exc)})")
+            ) from exc
+        except httpx.DecodingError as exc:
+            raise errors.MalformedAnswer(
+                self._redact(f"{where}: unreadable answer ({_why(exc)})")
+            ) from exc
+        except Exception as exc:
+            # Anything else (a read timeout, a dropped connection, h11 or a codec failing
+            # on a hostile answer) may have come after the request reached the server.
+            raise errors.TransportError(self._redact(f"{where}: {_why(exc)}"), sent=True) from exc
+
+    def _unreadable(self, where: str, resp: httpx.Response, exc: Exception) -> errors.BatcherError:
+        """The error for an answer whose status line arrived but whose body did not read."""
+        why = self._redact(f"{where}: unreadable answer body ({_why(exc)})")
+        if resp.status_code >= 400:
+            # The status says what happened (429: not accepted; 401: refused); only the
+            # detail of the body is lost.
+            return error_from(resp.status_code, {"error_message": why}, self._retry_after(resp))
+        if isinstance(exc, httpx.TransportError):  # the body stopped arriving
+            return errors.TransportError(why, sent=True)
+        return errors.MalformedAnswer(why, status_code=resp.status_code)
+
+    def _retry_after(self, resp: httpx.Response) -> float | None:
+        return parse_retry_after(resp.headers.get("retry-after"), now=self._clock())
+
+    def _redact(self, text: str) -> str:
+        """The text without the token, however an underlying library quoted it."""
+        for form in self._token_forms:
+            text = text.replace(form, "<token>")
+        return text
 
     def _decode(self, resp: httpx.Response) -> Mapping[str, Any]:
-        retry_after = parse_retry_after(resp.headers.get("retry-after"), now=self._clock())
+        retry_after = self._retry_after(resp)
         try:
             body = resp.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, bad bytes, absurdly nested
             body = None
         if resp.status_code >= 400:
             raise error_from(
@@ -295,6 +404,15 @@ class RunComfyClient:
         if body.get("error_code") not in (None, 0, "0", ""):
             raise error_from(resp.status_code, body, retry_after)
         return body
+
+
+def _cancelled(body: Mapping[str, Any]) -> CancelOutcome:
+    outcome = str(body.get("outcome") or "")
+    status = str(body.get("status") or "").lower()
+    done = outcome in ("cancelled", "canceled", "cancellation_requested") or (
+        not outcome and status in CANCELLED
+    )
+    return CancelOutcome(cancelled=done, outcome=outcome or status or "unknown")
 
 
 def _path(url: str) -> str:

@@ -4,6 +4,13 @@ Invariants:
 - Bytes land in `NAME.part`; only a complete, verified file is renamed (atomically) to its
   final name, so a half-written file never carries the final name.
 - A failure keeps the `.part` file; the next try resumes it with an HTTP Range request.
+  Its bytes are the raw bytes received, in order, so keeping them is always safe.
+- Every failure is a `DownloadError` (the cause chained): httpx's errors, h11's and
+  codecs' that slip past httpx, a URL httpx refuses, odd headers. Only cancellation and
+  other `BaseException`s pass through.
+- The bytes hashed and checked are the file's own: files are asked for with
+  `Accept-Encoding: identity`, and an answer encoded anyway is refused (never decoded
+  into a `.part` that a Range request could not resume).
 - Output hosts never receive the API token: the http client given here must carry no
   auth, and this module adds none.
 """
@@ -95,7 +102,9 @@ async def _fetch(
     time_for: Callable[[int], float] | None,
     allowed: list[float],
 ) -> Downloaded:
-    headers = {"Range": f"bytes={have}-"} if have else {}
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
     sink: _Sink | None = None
     started = anyio.current_time()
     try:
@@ -107,6 +116,12 @@ async def _fetch(
                 raise DownloadError("range not satisfiable; restarting the download")
             if resp.status_code not in (200, 206):
                 raise DownloadError(f"output URL answered HTTP {resp.status_code}")
+            encoding = resp.headers.get("content-encoding", "").strip().lower()
+            if encoding not in ("", "identity"):
+                raise DownloadError(
+                    f"the file host sent Content-Encoding: {encoding[:40]} although identity "
+                    "was asked for"
+                )
             append = resp.status_code == 206 and have > 0
             if append and _range_start(resp) != have:
                 part.unlink(missing_ok=True)
@@ -142,6 +157,9 @@ async def _fetch(
             if isinstance(mapped, DiskFull):  # give the space back; nothing more fits
                 part.unlink(missing_ok=True)
         raise mapped from exc
+    except Exception as exc:  # InvalidURL, StreamError, h11's or a codec's own errors, ...
+        _keep(sink)
+        raise DownloadError(f"download failed: {type(exc).__name__}: {exc}") from exc
 
 
 # No space, no quota, read-only: no file of this run can be stored.
@@ -158,15 +176,17 @@ def _range_start(resp: httpx.Response) -> int | None:
     """The first byte of a 206 answer, from `Content-Range: bytes START-END/TOTAL`."""
     value = resp.headers.get("content-range", "")
     unit, _, spec = value.partition(" ")
-    start = spec.split("-", 1)[0]
-    return int(start) if unit == "bytes" and start.isdigit() else None
+    return _number(spec.split("-", 1)[0]) if unit == "bytes" else None
 
 
 def _expected_total(resp: httpx.Response, start: int) -> int | None:
-    length = resp.headers.get("content-length")
-    if length is None or not length.isdigit():
-        return None
-    return start + int(length)
+    length = _number(resp.headers.get("content-length", ""))
+    return None if length is None else start + length
+
+
+def _number(text: str) -> int | None:
+    """A non-negative decimal integer in ASCII digits ("²".isdigit() is true), else None."""
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _keep(sink: _Sink | None) -> None:

@@ -17,9 +17,11 @@ BatcherError
 │   ├── RequestNotFound        404/404001: request expired or deleted
 │   ├── RateLimited            429 (retry_after seconds when given)
 │   ├── ServerError            5xx / 408 / 500001
-│   └── MalformedAnswer        not JSON, missing or bad request_id, bad shape
+│   └── MalformedAnswer        not JSON, unreadable body, bad request_id, bad shape
 ├── TransportError             no answer at all (connect error, timeout, dropped)
-│   └── UnknownOutcome         a POST may or may not have been accepted
+│   ├── UnknownOutcome         a POST may or may not have been accepted
+│   └── UnsendableRequest      the request cannot be built or sent on our side (invalid
+│                              URL, header or body): nothing sent, resending cannot help
 └── DownloadError              an output file could not be fetched or verified
     ├── UrlExpired             the output URL answered 403/404: refresh from /result
     └── DiskFull               the output folder cannot take files (no space, read-only)
@@ -156,6 +158,17 @@ class TransportError(BatcherError):
 
 class UnknownOutcome(TransportError):
     """A paid POST may or may not have been accepted: never resubmit silently."""
+
+
+class UnsendableRequest(TransportError):
+    """The request cannot be built or sent on our side: nothing reached the server.
+
+    Sending the same request again fails the same way (an invalid URL, a header value a
+    header cannot carry, a body that is not JSON), so it is never retried as a hiccup.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, sent=False)
 
 
 class DownloadError(BatcherError):

@@ -1,8 +1,13 @@
 """Pure retry classification and back-off (no sleeping, no I/O, no clocks).
 
-Invariant: a paid POST (submit) is retried automatically only when nothing reached the
-server (connect-phase error) or the server said 429; every other doubtful POST outcome is
-`UNKNOWN`, left to the scheduler's unknown-outcome policy.
+Invariants:
+- A paid POST (submit) is retried automatically only when nothing reached the server
+  (connect-phase error) or the server said 429; every other doubtful POST outcome is
+  `UNKNOWN`, left to the scheduler's unknown-outcome policy.
+- A request that cannot be made at all (`UnsendableRequest`) is never retried: sending it
+  again fails the same way. A submit fails its job (nothing was sent, nothing is owed);
+  a poll stops the run (`FATAL`): the cause is the run's own settings, and the remote job
+  is left as it is for `resume` rather than dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ class Action(StrEnum):
     EXPIRED = "expired"  # the request id is gone (404001): the job must be resubmitted
     UNKNOWN = "unknown"  # a POST may have been accepted: hold for the unknown-outcome policy
     STOP_SUBMITTING = "stop_submitting"  # insufficient balance: no new submissions
-    FATAL = "fatal"  # auth refused: stop the whole run (exit 3)
+    FATAL = "fatal"  # auth refused, or requests cannot be made: stop the whole run
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +60,10 @@ def classify(exc: errors.BatcherError, *, is_submit: bool) -> Action:
         return Action.FAIL_JOB if is_submit else Action.EXPIRED
     if isinstance(exc, errors.RateLimited):
         return Action.RETRY
+    if isinstance(exc, errors.UnsendableRequest):
+        return Action.FAIL_JOB if is_submit else Action.FATAL
+    if isinstance(exc, errors.UnknownOutcome):  # whatever its `sent` says: it may have landed
+        return Action.UNKNOWN if is_submit else Action.RETRY
     if isinstance(exc, errors.TransportError):
         if is_submit and exc.sent:
             return Action.UNKNOWN

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+import h11
 import httpx
 import pytest
 
@@ -184,3 +186,111 @@ async def test_a_206_at_the_wrong_offset_restarts(tmp_path: Path) -> None:
     assert not part_path(dest).exists()
     got = await download(http, URL, dest)
     assert dest.read_bytes() == MP4 and got.size == len(MP4)
+
+
+# -- content encoding, and every foreign exception a DownloadError -----------------------
+
+
+async def test_files_are_asked_for_without_content_encoding(tmp_path: Path) -> None:
+    http, seen = client(serve(MP4))
+    await download(http, URL, tmp_path / "v.mp4")
+    assert seen[0].headers["accept-encoding"] == "identity"
+
+
+@pytest.mark.parametrize("name", ["v.mp4", "v.png"])
+async def test_an_encoded_answer_is_refused_and_the_part_kept(tmp_path: Path, name: str) -> None:
+    # We ask for identity; bytes hashed and checked must be the file's, not gzip's.
+    dest = tmp_path / name
+    part_path(dest).write_bytes(MP4[:1000])
+
+    def gzipped(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, stream=httpx.ByteStream(gzip.compress(MP4)), headers={"Content-Encoding": "gzip"}
+        )
+
+    http, _ = client(gzipped)
+    with pytest.raises(DownloadError, match="Content-Encoding"):
+        await download(http, URL, dest)
+    assert not dest.exists() and part_path(dest).read_bytes() == MP4[:1000]
+
+
+@pytest.mark.parametrize("encoding", ["identity", "", "IDENTITY"])
+async def test_identity_said_out_loud_is_fine(tmp_path: Path, encoding: str) -> None:
+    def h(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, stream=httpx.ByteStream(MP4), headers={"Content-Encoding": encoding}
+        )
+
+    http, _ = client(h)
+    got = await download(http, URL, tmp_path / "v.mp4")
+    assert got.sha256 == hashlib.sha256(MP4).hexdigest()
+
+
+RAISED = [
+    pytest.param(lambda r: httpx.InvalidURL("bad"), id="InvalidURL"),
+    pytest.param(lambda r: httpx.TooManyRedirects("loop", request=r), id="TooManyRedirects"),
+    pytest.param(lambda r: httpx.DecodingError("bad gzip", request=r), id="DecodingError"),
+    pytest.param(lambda r: httpx.UnsupportedProtocol("ftp", request=r), id="UnsupportedProtocol"),
+    pytest.param(lambda r: httpx.LocalProtocolError("header", request=r), id="LocalProtocolError"),
+    pytest.param(lambda r: httpx.StreamConsumed(), id="StreamConsumed"),
+    pytest.param(lambda r: httpx.StreamClosed(), id="StreamClosed"),
+    pytest.param(lambda r: h11.RemoteProtocolError("bad chunk"), id="h11.RemoteProtocolError"),
+    pytest.param(lambda r: ValueError("bad header"), id="ValueError"),
+    pytest.param(
+        lambda r: UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad"), id="UnicodeDecodeError"
+    ),
+    pytest.param(lambda r: RuntimeError("odd"), id="RuntimeError"),
+]
+
+
+@pytest.mark.parametrize("make_exc", RAISED)
+async def test_every_foreign_exception_before_the_body_is_a_download_error(
+    tmp_path: Path, make_exc: Callable[[httpx.Request], Exception]
+) -> None:
+    def h(req: httpx.Request) -> httpx.Response:
+        raise make_exc(req)
+
+    http, _ = client(h)
+    dest = tmp_path / "v.mp4"
+    with pytest.raises(DownloadError) as info:
+        await download(http, URL, dest)
+    assert info.value.__cause__ is not None and not dest.exists()
+
+
+@pytest.mark.parametrize("make_exc", RAISED)
+async def test_every_foreign_exception_mid_body_keeps_what_arrived(
+    tmp_path: Path, make_exc: Callable[[httpx.Request], Exception]
+) -> None:
+    def h(req: httpx.Request) -> httpx.Response:
+        class Breaking(httpx.AsyncByteStream):
+            async def __aiter__(self):  # type: ignore[no-untyped-def]
+                yield MP4[:700]
+                raise make_exc(req)
+
+        return httpx.Response(200, stream=Breaking(), headers={"Content-Length": str(len(MP4))})
+
+    http, _ = client(h)
+    dest = tmp_path / "v.mp4"
+    with pytest.raises(DownloadError):
+        await download(http, URL, dest)
+    # Raw bytes as received, in order: safe to resume with a Range request.
+    assert part_path(dest).read_bytes() == MP4[:700] and not dest.exists()
+
+
+async def test_a_url_httpx_refuses_is_a_download_error(tmp_path: Path) -> None:
+    http, seen = client(serve(MP4))
+    with pytest.raises(DownloadError):
+        await download(http, "https://files.test/a\x7f.mp4", tmp_path / "v.mp4")
+    assert seen == []
+
+
+async def test_digits_that_are_not_ascii_are_not_a_length(tmp_path: Path) -> None:
+    # "²".isdigit() is True, int("²") raises: a latin-1 header byte must not crash.
+    def h(req: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, stream=httpx.ByteStream(MP4), headers=[(b"Content-Length", b"\xb2")]
+        )
+
+    http, _ = client(h)
+    got = await download(http, URL, tmp_path / "v.mp4")
+    assert got.size == len(MP4)
