@@ -8,9 +8,12 @@ check), another connection holding the write lock, a full tmpfs, a read-only mou
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -155,12 +158,14 @@ def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
     if not ROOT:
         pytest.skip("mounting a small tmpfs needs root")
     folder.mkdir()
-    if os.system(f"mount -t tmpfs -o size={size} tmpfs {folder} 2>/dev/null") != 0:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)]
+    ).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
         yield folder
     finally:
-        os.system(f"umount {folder}")
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
 
 
 def fill(folder: Path) -> Path:
@@ -187,3 +192,147 @@ def test_a_full_disk_is_state_write_failed_and_the_store_recovers(tmp_path: Path
             assert store.jobs(["r"]) == []
             filler.unlink()
             assert len(store.sync_jobs("r", many).new) == 50
+
+
+# -- hole 12: state-file errors through the real CLI ---------------------------------------
+
+ONE = """\
+name: one
+jobs:
+  - name: a
+    prompt: "A lighthouse in fog"
+    duration: 3
+  - name: b
+    prompt: "A red fox in fresh snow"
+    duration: 3
+"""
+FAST = ["--poll-min", "0.02", "--poll-max", "0.1", "--no-progress"]
+
+
+def batcher(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if k != "BATCHER_DEBUG"} | env
+    return subprocess.run(
+        [sys.executable, "-m", "batcher", *args],
+        cwd=cwd,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str], *needles: str) -> str:
+    """The single stderr line of a refused command, which must name every needle."""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "internal error" not in lines[0] and "Traceback" not in done.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def state_with_pending_jobs(tmp: Path) -> Path:
+    """A state database of run `one` with both jobs pending (a budget stop before any)."""
+    (tmp / "one.yaml").write_text(ONE, encoding="utf-8")
+    done = batcher(["run", "one.yaml", "--emulator", "--max-cost", "0.01", *FAST], tmp)
+    assert done.returncode == 1 and "budget" in done.stdout, done.stdout + done.stderr
+    return tmp / "state" / "batcher.db"
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.e2e
+def test_a_state_locked_by_another_program_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    state = state_with_pending_jobs(tmp_path)
+    before = files_of(state.parent)
+    with write_lock_held(state):
+        run = ["run", "one.yaml", "--emulator", *FAST]
+        resume = ["resume", "--max-cost", "5", *FAST]  # a higher budget: it must write
+        for args in (run, resume):
+            started = time.monotonic()
+            done = batcher(args, tmp_path, BATCHER_BUSY_TIMEOUT="0.2")
+            assert done.returncode == 2, done.stderr
+            one_line(done, "batcher.db: locked by another program", "close the program")
+            assert time.monotonic() - started < 20  # the 30 s default was not waited
+        status = batcher(["status"], tmp_path, BATCHER_BUSY_TIMEOUT="0.2")
+        assert status.returncode == 0 and "2 jobs (pending 2)" in status.stdout  # reads work
+    assert files_of(state.parent) == before
+
+
+@contextmanager
+def read_only_folder(folder: Path) -> Iterator[Callable[[], None]]:
+    """`folder`, to be filled, then made read-only by calling what this yields.
+
+    As root (whom permissions do not stop) it is a tmpfs remounted read-only; otherwise
+    the folder and its files lose their write permission (given back afterwards).
+    """
+    folder.mkdir()
+    if not ROOT:
+
+        def freeze() -> None:
+            for p in folder.iterdir():
+                p.chmod(0o444)
+            folder.chmod(0o555)
+
+        try:
+            yield freeze
+        finally:
+            folder.chmod(0o755)
+            for p in folder.iterdir():
+                p.chmod(0o644)
+        return
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield lambda: subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("where", ["new.db", "sub/new.db"])
+def test_a_new_state_in_a_read_only_folder_is_one_line_and_exit_2(
+    tmp_path: Path, where: str
+) -> None:
+    (tmp_path / "one.yaml").write_text(ONE, encoding="utf-8")
+    with read_only_folder(tmp_path / "ro") as freeze:
+        freeze()
+        done = batcher(["run", "one.yaml", "--emulator", "--state", f"ro/{where}", *FAST], tmp_path)
+        assert done.returncode == 2, done.stderr
+        one_line(done, f"ro/{where}: cannot create the state database", "--state")
+        assert list((tmp_path / "ro").iterdir()) == []
+
+
+@pytest.mark.e2e
+def test_a_valid_state_in_a_read_only_folder_is_not_called_unusable(tmp_path: Path) -> None:
+    made_in = state_with_pending_jobs(tmp_path)
+    with read_only_folder(tmp_path / "ro") as freeze:
+        shutil.copy2(made_in, tmp_path / "ro" / "b.db")
+        freeze()
+        before = files_of(tmp_path / "ro")
+        state = ["--state", "ro/b.db"]
+        resume = ["resume", "--max-cost", "5", *FAST]
+        for args in (["run", "one.yaml", "--emulator", *FAST], resume, ["status"]):
+            done = batcher([*args, *state], tmp_path)
+            assert done.returncode == 2, done.stderr
+            line = one_line(done, "ro/b.db: cannot write", "writable", "--state")
+            assert "not a usable" not in line
+        plan = batcher(["plan", "one.yaml", *state], tmp_path)  # plan only reads
+        assert plan.returncode == 0, plan.stderr
+        assert "2 jobs (2 pending)" in plan.stdout
+        assert files_of(tmp_path / "ro") == before
+
+
+def test_a_read_only_state_opens_as_a_snapshot_for_readers(tmp_path: Path) -> None:
+    made_in = made(tmp_path / "b.db")
+    with read_only_folder(tmp_path / "ro") as freeze:
+        shutil.copy2(made_in, tmp_path / "ro" / "b.db")
+        freeze()
+        with pytest.raises(StateWriteFailed, match="cannot write"):
+            Store.open(tmp_path / "ro" / "b.db", create=False)
+        with Store.open(tmp_path / "ro" / "b.db", create=False, read_only=True) as store:
+            assert store.run_names() == ["r"]
+            with pytest.raises(StateWriteFailed, match="cannot be written"):
+                store.sync_jobs("r", [spec("a")])

@@ -31,6 +31,7 @@ import sqlite_utils
 
 from batcher.errors import StateError
 from batcher.models import ALLOWED, JobSpec, JobState, OutputFile, Submitted
+from batcher.store.access import read_only_connection, refuse_unwritable, why_unwritable
 from batcher.store.failures import BUSY_TIMEOUT, busy_timeout_from, state_errors, translated
 from batcher.store.reader import Reader
 from batcher.store.rows import REMOVED, SETTABLE, Job, SyncResult
@@ -98,11 +99,15 @@ class Store(Reader):
         path: Path,
         *,
         create: bool = True,
+        read_only: bool = False,
         busy_timeout: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> Store:
         """Open (and migrate) the database; `create=False` refuses a missing file.
 
+        A database batcher cannot write (a read-only file, folder or file system) is
+        refused with StateWriteFailed, unless `read_only=True` (a caller that only reads:
+        it then gets a read-only handle; it never creates a database either).
         `busy_timeout`: seconds to wait for a write lock another connection holds before
         StateBusy (None: $BATCHER_BUSY_TIMEOUT, read now, else 30). Any failure is a
         StateError subclass.
@@ -113,9 +118,14 @@ class Store(Reader):
         if path.is_dir():
             raise StateError(f"{path}: is a directory, not a state database")
         if not path.exists():
-            if not create:
+            if not create or read_only:
                 raise StateError(f"{path}: no state database here (run `batcher run FILE` first)")
-            path.parent.mkdir(parents=True, exist_ok=True)
+            refuse_unwritable(path, creating=True)
+        elif why_unwritable(path) is not None:
+            if not read_only:
+                refuse_unwritable(path, creating=False)
+            with translated(path, writing=False, busy_timeout=busy_timeout):
+                return cls._read_only(path, clock, busy_timeout)
         with _opening(path), translated(path, writing=False, busy_timeout=busy_timeout):
             return cls._connect(path, clock, busy_timeout)
 
@@ -131,6 +141,22 @@ class Store(Reader):
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, path, clock, busy_timeout=busy_timeout)
             migrations.apply(store._db)
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    @classmethod
+    def _read_only(cls, path: Path, clock: Callable[[], float], busy_timeout: float) -> Store:
+        conn = read_only_connection(path, busy_timeout)
+        try:
+            _check_ours(conn, path)
+            store = cls(conn, path, clock, busy_timeout=busy_timeout)
+            if migrations.pending(store._db):
+                raise StateError(
+                    f"{path}: cannot be read where it is: this version of batcher must first "
+                    "upgrade it, which writes; copy it to a writable folder and use --state"
+                )
         except BaseException:
             conn.close()
             raise
@@ -478,5 +504,5 @@ def plan_marks(state_path: Path, jobs: Sequence[JobSpec]) -> dict[str, str]:
     """Marks for `batcher plan`; never creates a database (no file: everything is new)."""
     if not Path(state_path).exists():
         return {j.key: "new" for j in jobs}
-    with Store.open(Path(state_path), create=False) as store:
+    with Store.open(Path(state_path), create=False, read_only=True) as store:
         return store.marks(jobs)
