@@ -1,17 +1,29 @@
 """The `batcher` command line: one module per command group, registered on `main`.
 
 Invariant: the cli package is the only place that imports click or prints; it maps
-BatcherError subclasses to exit codes (see `common.exit_code_for`).
+BatcherError subclasses to exit codes (see `common.exit_code_for`), and a reader that
+closes our stdout early ends any command quietly (`common.stdout_closed`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from batcher import __version__
+from batcher.cli.common import quiet_on_closed_stdout
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Batcher(click.Group):
+    """The `batcher` group: whatever a command printed is flushed before the process ends."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        with quiet_on_closed_stdout():
+            return super().main(*args, **kwargs)
+
+
+@click.group(cls=_Batcher, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="batcher")
 def main() -> None:
     """Resumable, concurrent batch runner for RunComfy's Model API."""

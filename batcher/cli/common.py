@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -20,6 +22,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_AUTH = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # 141: what a shell reports for `yes | head -1`
 
 DEFAULT_STATE = "state/batcher.db"
 DEFAULT_OUT = "outputs"
@@ -62,8 +65,12 @@ def handle_errors(fn: F) -> F:
         except errors.BatcherError as exc:
             err(f"batcher: error: {exc}")
             sys.exit(exit_code_for(exc))
+        except BrokenPipeError:
+            stdout_closed()
         except BaseExceptionGroup as group:  # from a task group: report what it carries
             leaf = _first_leaf(group)
+            if isinstance(leaf, BrokenPipeError):
+                stdout_closed()
             if isinstance(leaf, errors.BatcherError):
                 err(f"batcher: error: {leaf}")
                 sys.exit(exit_code_for(leaf))
@@ -74,6 +81,37 @@ def handle_errors(fn: F) -> F:
             _internal(exc)
 
     return wrapper  # type: ignore[return-value]
+
+
+def stdout_closed() -> NoReturn:
+    """The reader of our stdout went away (`batcher plan big.yaml | head -1`): end quietly.
+
+    As Unix tools do: no message, exit 141. Every state change so far is committed, as on
+    any other exit.
+    """
+    # Point stdout at /dev/null, so the interpreter's last flush has nowhere to fail.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (a test runner's stream): nothing to do
+        pass
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
+@contextmanager
+def quiet_on_closed_stdout() -> Iterator[None]:
+    """Flush stdout before leaving, so a closed pipe is met here, not at interpreter exit."""
+    try:
+        try:
+            yield
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_closed()
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

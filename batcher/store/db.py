@@ -11,6 +11,8 @@ Invariants:
 - A file move in the output folder is recorded (`file_moves`) in the same transaction as
   the record change that needs it, and the record names the new path from then on; the
   rename follows (`outputs.finish_moves`), and only recorded moves are ever finished.
+- A transaction commits or rolls back, whatever fails (the COMMIT too), and no sqlite3
+  error leaves the store: each becomes a StateError subclass (see failures.py).
 - The API token is never stored: nothing here receives it.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,6 +34,8 @@ import sqlite_utils
 
 from batcher.errors import StateError
 from batcher.models import ALLOWED, JobSpec, JobState, OutputFile, Submitted
+from batcher.store.access import read_only_connection, refuse_unwritable, why_unwritable
+from batcher.store.failures import BUSY_TIMEOUT, busy_timeout_from, state_errors, translated
 from batcher.store.placement import Placed, placements
 from batcher.store.reader import Reader
 from batcher.store.rows import MOVE_OUTCOMES, REMOVED, SETTABLE, Job, SyncResult
@@ -78,43 +83,90 @@ def _opening(path: Path) -> Iterator[None]:
 class Store(Reader):
     """A handle on one state database (bound to the thread that opened it)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        clock: Callable[[], float],
+        *,
+        busy_timeout: float = BUSY_TIMEOUT,
+    ) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout
         self._conn = conn
         self._db = sqlite_utils.Database(conn)
         self._clock = clock
 
     @classmethod
     def open(
-        cls, path: Path, *, create: bool = True, clock: Callable[[], float] = time.time
+        cls,
+        path: Path,
+        *,
+        create: bool = True,
+        read_only: bool = False,
+        busy_timeout: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> Store:
-        """Open (and migrate) the database; `create=False` refuses a missing file."""
+        """Open (and migrate) the database; `create=False` refuses a missing file.
+
+        A database batcher cannot write (a read-only file, folder or file system) is
+        refused with StateWriteFailed, unless `read_only=True` (a caller that only reads:
+        it then gets a read-only handle; it never creates a database either).
+        `busy_timeout`: seconds to wait for a write lock another connection holds before
+        StateBusy (None: $BATCHER_BUSY_TIMEOUT, read now, else 30). Any failure is a
+        StateError subclass.
+        """
         path = Path(path)
+        if busy_timeout is None:
+            busy_timeout = busy_timeout_from(os.environ)
         if path.is_dir():
             raise StateError(f"{path}: is a directory, not a state database")
         if not path.exists():
-            if not create:
+            if not create or read_only:
                 raise StateError(f"{path}: no state database here (run `batcher run FILE` first)")
-            path.parent.mkdir(parents=True, exist_ok=True)
-        with _opening(path):
-            return cls._connect(path, clock)
+            refuse_unwritable(path, creating=True)
+        elif why_unwritable(path) is not None:
+            if not read_only:
+                refuse_unwritable(path, creating=False)
+            with translated(path, writing=False, busy_timeout=busy_timeout):
+                return cls._read_only(path, clock, busy_timeout)
+        with _opening(path), translated(path, writing=False, busy_timeout=busy_timeout):
+            return cls._connect(path, clock, busy_timeout)
 
     @classmethod
-    def _connect(cls, path: Path, clock: Callable[[], float]) -> Store:
+    def _connect(cls, path: Path, clock: Callable[[], float], busy_timeout: float) -> Store:
+        conn = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None)
         try:
-            conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None)
             conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             _check_ours(conn, path)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL: survives process crash / kill -9
-            conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA foreign_keys=ON")
-            store = cls(conn, path, clock)
+            store = cls(conn, path, clock, busy_timeout=busy_timeout)
             migrations.apply(store._db)
-        except sqlite3.DatabaseError as exc:
-            raise StateError(f"{path}: not a usable state database ({exc})") from exc
+        except BaseException:
+            conn.close()
+            raise
         return store
 
+    @classmethod
+    def _read_only(cls, path: Path, clock: Callable[[], float], busy_timeout: float) -> Store:
+        conn = read_only_connection(path, busy_timeout)
+        try:
+            _check_ours(conn, path)
+            store = cls(conn, path, clock, busy_timeout=busy_timeout)
+            if migrations.pending(store._db):
+                raise StateError(
+                    f"{path}: cannot be read where it is: this version of batcher must first "
+                    "upgrade it, which writes; copy it to a writable folder and use --state"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    @state_errors
     def close(self) -> None:
         self._conn.close()
 
@@ -128,15 +180,30 @@ class Store(Reader):
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock up front, so two processes doing a
-        # read-then-write (a claim) serialise instead of failing on lock upgrade.
-        self._conn.execute("BEGIN IMMEDIATE")
+        """One write transaction: committed, or rolled back whatever failed (COMMIT too).
+
+        A sqlite3 error inside is raised as StateBusy / StateWriteFailed: nothing was saved.
+        """
+        with translated(self.path, writing=True, busy_timeout=self.busy_timeout):
+            # IMMEDIATE takes the write lock up front, so two processes doing a
+            # read-then-write (a claim) serialise instead of failing on lock upgrade.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._roll_back()
+                raise
+
+    def _roll_back(self) -> None:
+        # A failed COMMIT can leave the transaction open (every later BEGIN would fail),
+        # or SQLite may have rolled it back itself (disk full, I/O error).
+        if not self._conn.in_transaction:
+            return
         try:
-            yield self._conn
-        except BaseException:
             self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            pass  # the error that brought us here is the one to report
 
     def _event(
         self,
@@ -153,6 +220,7 @@ class Store(Reader):
 
     # -- runs -----------------------------------------------------------------
 
+    @state_errors
     def upsert_run(
         self,
         name: str,
@@ -173,6 +241,7 @@ class Store(Reader):
                 (name, model, job_file, out_dir, json.dumps(dict(options)), now, now),
             )
 
+    @state_errors
     def sync_jobs(self, run: str, specs: Sequence[JobSpec]) -> SyncResult:
         """Insert new jobs and new versions of edited ones, in one transaction.
 
@@ -305,6 +374,7 @@ class Store(Reader):
         self._event(c, job_id, frm.value, to.value, detail)
         return True
 
+    @state_errors
     def transition(
         self,
         job_id: int,
@@ -339,6 +409,7 @@ class Store(Reader):
             (*attempt.values(), job_id, job_id),
         )
 
+    @state_errors
     def claim(self, runs: Iterable[str], limit: int) -> list[Job]:
         """Atomically move up to `limit` pending jobs to `submitting`, opening an attempt each."""
         names = list(runs)
@@ -385,6 +456,7 @@ class Store(Reader):
             self._conn.execute("PRAGMA synchronous=NORMAL")
         return claimed
 
+    @state_errors
     def record_submitted(self, job_id: int, sub: Submitted) -> bool:
         """Commit the request id the moment it is known (submitting -> queued)."""
         now = self._clock()
@@ -400,6 +472,7 @@ class Store(Reader):
             attempt={"request_id": sub.request_id, "outcome": "queued", "submitted_at": now},
         )
 
+    @state_errors
     def set_outputs(self, job_id: int, outputs: Sequence[OutputFile], *, reason: str) -> None:
         """Replace a job's recorded files (e.g. an old version's file moved aside)."""
         data = json.dumps([o.__dict__ for o in outputs])
@@ -465,6 +538,7 @@ class Store(Reader):
             detail = {"reason": f"file move {outcome}", "from": row["src"], "to": row["dst"]}
             self._event(c, row["job_id"], None, None, detail)
 
+    @state_errors
     def reconcile_orphans(self, runs: Iterable[str]) -> list[Job]:
         """Jobs left `submitting` by a dead process: their POST outcome is unknown.
 
@@ -493,5 +567,5 @@ def plan_marks(state_path: Path, jobs: Sequence[JobSpec]) -> dict[str, str]:
     """Marks for `batcher plan`; never creates a database (no file: everything is new)."""
     if not Path(state_path).exists():
         return {j.key: "new" for j in jobs}
-    with Store.open(Path(state_path), create=False) as store:
+    with Store.open(Path(state_path), create=False, read_only=True) as store:
         return store.marks(jobs)

@@ -1,6 +1,7 @@
 """Read-only queries of the state store (`db.Store` adds the writes).
 
-Invariant: nothing here writes; every method is one or a few SELECTs.
+Invariant: nothing here writes; every method is one or a few SELECTs, and a sqlite3
+error in one is raised as a StateError (`@state_errors`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from batcher.errors import StateError
 from batcher.models import Attempt, AttemptOutcome, JobRecord, JobSpec, JobState, OutputFile
+from batcher.store.failures import state_errors
 from batcher.store.rows import FileMove, Job, RunInfo
 
 
@@ -20,13 +22,16 @@ class Reader:
     """Queries over runs, jobs, attempts and events."""
 
     path: Path
+    busy_timeout: float
     _conn: sqlite3.Connection
 
+    @state_errors
     def run_names(self) -> list[str]:
         """Every run, oldest first (newest last)."""
         rows = self._conn.execute("SELECT name FROM runs ORDER BY updated_at, name")
         return [r["name"] for r in rows]
 
+    @state_errors
     def run_info(self, name: str) -> RunInfo:
         """A run's recorded settings; StateError naming the known runs if absent."""
         row = self._conn.execute("SELECT * FROM runs WHERE name=?", (name,)).fetchone()
@@ -39,6 +44,7 @@ class Reader:
 
     # -- jobs -----------------------------------------------------------------
 
+    @state_errors
     def marks(self, specs: Sequence[JobSpec]) -> dict[str, str]:
         """key -> new | changed | <state of the current version> for a planned file."""
         out: dict[str, str] = {}
@@ -65,6 +71,7 @@ class Reader:
                 out[s.key] = row["state"]
         return out
 
+    @state_errors
     def peek_pending(self, runs: Iterable[str]) -> Job | None:
         """The pending job `claim` would take next, if any."""
         names = list(runs)
@@ -75,12 +82,14 @@ class Reader:
         ).fetchone()
         return Job.from_row(row) if row else None
 
+    @state_errors
     def job(self, job_id: int) -> Job:
         row = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         if row is None:
             raise StateError(f"no job with id {job_id}")
         return Job.from_row(row)
 
+    @state_errors
     def jobs(
         self,
         runs: Iterable[str] | None = None,
@@ -113,12 +122,14 @@ class Reader:
             clauses.append("current=1")
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
+    @state_errors
     def counts(self, runs: Iterable[str] | None = None) -> dict[str, int]:
         """Current job versions by state."""
         sql, args = self._where(runs, None, True)
         rows = self._conn.execute(f"SELECT state, COUNT(*) n FROM jobs{sql} GROUP BY state", args)
         return {r["state"]: r["n"] for r in rows}
 
+    @state_errors
     def committed_spend(self, runs: Iterable[str]) -> float:
         """USD of every attempt that was (or may have been) sent, actual cost where known."""
         names = list(runs)
@@ -131,6 +142,7 @@ class Reader:
         ).fetchone()
         return float(row["s"])
 
+    @state_errors
     def attempts(self, job_id: int) -> list[Attempt]:
         rows = self._conn.execute(
             "SELECT * FROM attempts WHERE job_id=? ORDER BY number", (job_id,)
@@ -147,6 +159,7 @@ class Reader:
             for r in rows
         ]
 
+    @state_errors
     def pending_moves(self, run: str) -> list[FileMove]:
         """Recorded file moves of a run not carried out yet, in the order they were planned."""
         rows = self._conn.execute(
@@ -156,10 +169,12 @@ class Reader:
         )
         return [FileMove.from_row(r) for r in rows]
 
+    @state_errors
     def events(self, job_id: int) -> list[dict[str, Any]]:
         rows = self._conn.execute("SELECT * FROM events WHERE job_id=? ORDER BY id", (job_id,))
         return [dict(r) for r in rows]
 
+    @state_errors
     def records(self, run: str | None = None) -> list[JobRecord]:
         """Every job version of a run (or all runs), as reports read them."""
         sql, args = self._where([run] if run else None, None, False)
@@ -169,6 +184,7 @@ class Reader:
         rows = self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args).fetchall()
         return [self._record(r, out_dirs.get(r["run"], "")) for r in rows]
 
+    @state_errors
     def record(self, job_id: int) -> JobRecord:
         """One job version as reports read it."""
         r = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
