@@ -482,6 +482,7 @@ class Store(Reader):
             )
             self._event(c, job_id, None, None, {"reason": reason, "outputs": data})
 
+    @state_errors
     def plan_moves(self, run: str, *, keys: Iterable[str] | None = None) -> int:
         """Record the moves that put each version's files under its own names (see
         `placement`); each record names the new paths at once. Returns the moves planned.
@@ -520,6 +521,7 @@ class Store(Reader):
             planned += len(p.moves)
         return planned
 
+    @state_errors
     def finish_move(self, move_id: int, outcome: str) -> None:
         """Close a recorded move: `done`, `missing` (no such file) or `mismatch` (other bytes)."""
         if outcome not in MOVE_OUTCOMES:
