@@ -41,7 +41,7 @@ Step = Callable[[Job, Slot], Awaitable[None]]
 class Summary:
     """How a scheduler run ended."""
 
-    stop_reason: str | None = None  # budget, balance, disk, state, auth, interrupted
+    stop_reason: str | None = None  # budget, balance, disk, state, auth, fatal, interrupted
     fatal: errors.BatcherError | None = None
     submitted: int = 0
 
@@ -107,7 +107,7 @@ class Scheduler:
 
     def fatal(self, exc: errors.BatcherError) -> None:
         self.summary.fatal = exc
-        self.stop("auth")
+        self.stop("auth" if isinstance(exc, errors.AuthError) else "fatal")
 
     def returned(self, job: Job) -> None:
         if self._spend is not None:

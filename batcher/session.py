@@ -23,7 +23,14 @@ import anyio
 import httpx
 
 from batcher.client import RunComfyClient
-from batcher.errors import AuthError, BatcherError, ConfigError, TransportError, UsageError
+from batcher.errors import (
+    AuthError,
+    BatcherError,
+    ConfigError,
+    TransportError,
+    UnsendableRequest,
+    UsageError,
+)
 from batcher.jobfile import JobFile
 from batcher.locks import RunLock
 from batcher.models import UNFINISHED, Event
@@ -215,6 +222,11 @@ async def preflight(store: Store, client: RunComfyClient, runs: Sequence[str]) -
         try:
             await client.model_info(model)
             return
+        except UnsendableRequest as exc:
+            raise ConfigError(
+                f"cannot send requests to the API at {client.base_url}: {exc}; check "
+                "RUNCOMFY_BASE_URL and RUNCOMFY_API_TOKEN (nothing was submitted)"
+            ) from exc
         except TransportError as exc:
             if exc.sent or attempt == PREFLIGHT_TRIES:
                 if exc.sent:

@@ -176,3 +176,14 @@ def test_a_disk_too_small_for_the_night_submits_nothing(small_disk: Path, tmp_pa
         assert "stopped submitting" in run.stdout
         assert emu.emulator.submissions == []
         assert [s for _, s, _ in state(tmp_path)] == ["pending", "pending"]
+
+
+def test_a_token_no_header_can_carry_is_a_usage_error_at_once(tmp_path: Path) -> None:
+    with running_emulator(EmulatorConfig(speed=0.02, token=TOKEN)) as emu:
+        (tmp_path / "jobs.yaml").write_text(ONE)
+        bad = "secret-part\nsecond-line"
+        run = batcher(args(), cwd=tmp_path, base_url=emu.base_url, token=bad)
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert "cannot send requests to the API" in run.stderr
+        assert "secret-part" not in run.stdout + run.stderr
+        assert emu.emulator.submissions == []

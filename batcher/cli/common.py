@@ -32,6 +32,8 @@ def exit_code_for(exc: errors.BatcherError) -> int:
     """The process exit code for an error that ends a command."""
     if isinstance(exc, errors.AuthError):
         return EXIT_AUTH
+    if isinstance(exc, errors.UnsendableRequest):  # the run's own settings: usage
+        return EXIT_USAGE
     if isinstance(
         exc,
         errors.UsageError

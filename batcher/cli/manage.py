@@ -21,7 +21,7 @@ from batcher.store import Store
 @handle_errors
 def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
     """Counts by state and the jobs that need attention."""
-    with Store.open(state_path, create=False) as store:
+    with Store.open(state_path, create=False, read_only=True) as store:
         data = status_data(store, run_name)
     if as_json:
         click.echo(json.dumps(data, indent=2))

@@ -109,7 +109,7 @@ def write_html_report(store: Store, run: str, output: Path | None) -> Path:
 @handle_errors
 def report(run: str | None, fmt: str, output: str | None, partial: bool, state_path: Path) -> None:
     """Write a report of RUN (default: the newest run)."""
-    with Store.open(state_path, create=False) as store:
+    with Store.open(state_path, create=False, read_only=True) as store:
         name = pick_run(store, run)
         records = store.records(name)
         run_out = store.run_info(name).out_dir

@@ -18,13 +18,15 @@ from batcher.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     err,
+    exit_code_for,
     handle_errors,
     out_option,
     state_option,
 )
 from batcher.cli.progress import Progress
-from batcher.errors import UsageError
+from batcher.errors import AuthError, UsageError
 from batcher.jobfile import load_jobfile
 from batcher.models import UNFINISHED, JobState
 from batcher.scheduler import Summary
@@ -168,7 +170,7 @@ def _drive_all(
             os.environ, stored, base_url=base_url, timeouts=settings.timeouts, run=names[0]
         )
         code = max(code, _drive(store, names, api, settings, kw))
-        if code in (EXIT_INTERRUPTED, EXIT_AUTH):
+        if code in (EXIT_INTERRUPTED, EXIT_AUTH, EXIT_USAGE):
             break
     return code
 
@@ -223,9 +225,12 @@ def _finish(
     for run, folder in out_dirs.items():
         click.echo(f"outputs of {run}: {folder}")
     needs_care = _attention(store, runs)
-    if s.fatal is not None:
+    if isinstance(s.fatal, AuthError):
         err(f"batcher: error: the API refused the token: {s.fatal}")
         return EXIT_AUTH
+    if s.fatal is not None:
+        err(f"batcher: error: {s.fatal}; every state change so far is saved")
+        return exit_code_for(s.fatal)
     if s.stop_reason == "interrupted":
         err("interrupted: state is saved; `batcher resume` continues")
         return EXIT_INTERRUPTED
