@@ -125,19 +125,31 @@ class Lifecycle:
         if accepted is not None and not self.control.stopping:
             await self.follow(accepted, slot)
 
+    async def carry_on(self, job: Job, slot: Slot, *, why: str = "") -> None:
+        """After the unexpected: read where the job stands now and take it from there."""
+        now = self.ledger.job(job.id)
+        if now.state in (S.QUEUED, S.RUNNING):
+            await self.follow(now, slot)
+        elif now.state is S.DOWNLOADING:
+            await self.fetch(now, slot)
+        elif now.state is S.SUBMITTING:  # its task is gone and its POST may have gone out
+            slot.release()
+            if self.ledger.doubtful(now, f"submit outcome unknown: {why}"):
+                self.emit(Event("unknown", job.key, why))
+        else:
+            slot.release()
+
     # -- submit -----------------------------------------------------------------------
     async def submit(self, job: Job, slot: Slot) -> Job | None:
         """One POST and the commit of its answer, shielded; None when not accepted."""
         with anyio.CancelScope(shield=True):
             if self.control.stopping or self.breaker.is_open:
-                self._unsent(job, slot, "not sent: stopping or backing off")
+                await self._unsent(job, slot, "not sent: stopping or backing off")
                 return None
             try:
-                crash_point("before_post")
-                sub = await self.api.submit(job.model, job.payload)
-                crash_point("after_post")
+                sub = await self._post(job)
             except errors.BatcherError as exc:
-                self._refused(job, slot, exc)
+                await self._refused(job, slot, exc)
                 return None
             self.breaker.success()
             if not await self._commit_accepted(job, sub):
@@ -150,66 +162,101 @@ class Lifecycle:
             job, state=S.QUEUED, request_id=sub.request_id, handle=sub, submitted_at=self.clock()
         )
 
-    def _unsent(self, job: Job, slot: Slot, why: str) -> None:
-        self.ledger.not_sent(job, why)
+    async def _post(self, job: Job) -> Submitted:
+        """The paid POST, under an overall time limit (a read timeout restarts per chunk)."""
+        limit = self.cfg.connect_timeout + 2 * self.cfg.read_timeout
+        crash_point("before_post")
+        with anyio.move_on_after(limit):
+            sub = await self.api.submit(job.model, job.payload)
+            crash_point("after_post")
+            return sub
+        raise errors.UnknownOutcome(f"submit outcome unknown: no answer within {limit:g} s")
+
+    async def _unsent(self, job: Job, slot: Slot, why: str) -> None:
+        await self._record_unsent(job, why, lambda: self.ledger.not_sent(job, why))
         self.control.returned(job)
         slot.release()
 
-    def _refused(self, job: Job, slot: Slot, exc: errors.BatcherError) -> None:
+    async def _refused(self, job: Job, slot: Slot, exc: errors.BatcherError) -> None:
         action = classify(exc, is_submit=True)
         if action is Action.RETRY:
             self.breaker.failure(getattr(exc, "retry_after", None))
-            self._unsent(job, slot, f"not accepted, sent again after the back-off: {exc}")
+            await self._unsent(job, slot, f"not accepted, sent again after the back-off: {exc}")
             self.emit(Event("retry", job.key, f"submit not accepted, will retry: {exc}"))
             return
-        slot.release()
         if action is Action.UNKNOWN:
             self.breaker.failure(getattr(exc, "retry_after", None))
-            why = (
-                str(exc)
-                if isinstance(exc, errors.UnknownOutcome)
-                else f"submit outcome unknown: {exc}"
-            )
-            self.ledger.doubtful(job, why)
-            self.emit(Event("unknown", job.key, why))
-            if (
-                self.cfg.on_unknown == "resubmit"
-                and self.ledger.sent_attempts(job) < self.cfg.max_attempts
-            ):
-                self.ledger.release_unknown(job, "on_unknown: resubmit")
-            return
-        if action is Action.FAIL_JOB:
-            self.ledger.rejected(job, str(exc))
+            await self._doubtful(job, exc)
+        elif action is Action.FAIL_JOB:
+            await self._record_unsent(job, str(exc), lambda: self.ledger.rejected(job, str(exc)))
+            self.control.returned(job)  # nothing was accepted, nothing is owed
             self.emit(Event("failed", job.key, str(exc)))
-            return
-        self.ledger.not_sent(job, str(exc))
-        self.control.returned(job)
-        if action is Action.FATAL:
-            self.control.fatal(exc)
-        else:  # insufficient balance
-            self.control.stop_submitting("balance", f"insufficient balance: {exc}")
+        else:
+            await self._record_unsent(job, str(exc), lambda: self.ledger.not_sent(job, str(exc)))
+            self.control.returned(job)
+            if action is Action.FATAL:
+                self.control.fatal(exc)
+            else:  # insufficient balance
+                self.control.stop_submitting("balance", f"insufficient balance: {exc}")
+        slot.release()
+
+    async def _doubtful(self, job: Job, exc: errors.BatcherError) -> None:
+        why = str(exc)
+        if not isinstance(exc, errors.UnknownOutcome):
+            why = f"submit outcome unknown: {exc}"
+        # If even this cannot be committed, the job stays `submitting`, which the next
+        # start reads as exactly this: an unknown outcome.
+        await self._commit(lambda: self.ledger.doubtful(job, why))
+        self.emit(Event("unknown", job.key, why))
+        tries_left = self.ledger.sent_attempts(job) < self.cfg.max_attempts
+        if self.cfg.on_unknown == "resubmit" and tries_left:
+            self.ledger.release_unknown(job, "on_unknown: resubmit")
+
+    async def _record_unsent(self, job: Job, why: str, write: Callable[[], bool]) -> None:
+        """Commit that a POST reached nothing (or was refused); if the database will not
+        take it, keep that fact aside, so the next start puts the job back to pending
+        instead of holding it as an unknown outcome."""
+        try:
+            await self._commit(write)
+        except Exception as exc:  # noqa: BLE001 - recorded aside, and the run stops
+            self._keep_aside(job, None, f"{why}; the state database refused it: {exc}")
+
+    async def _commit(self, write: Callable[[], bool]) -> bool:
+        """A ledger write after a POST's answer, tried again (shielded) when it fails."""
+        for attempt in range(1, ACCEPT_TRIES + 1):
+            try:
+                return write()
+            except Exception:  # noqa: BLE001 - the answer must reach the store if it can
+                if attempt == ACCEPT_TRIES:
+                    raise
+                await self.sleep(min(0.1 * 2**attempt, 5.0))
+        raise AssertionError("unreachable")
 
     async def _commit_accepted(self, job: Job, sub: Submitted) -> bool:
         """Commit the request id, trying hard; rescue it to a file if the database refuses."""
-        last: Exception | None = None
-        for attempt in range(1, ACCEPT_TRIES + 1):
-            try:
-                return self.ledger.accepted(job, sub)
-            except Exception as exc:  # noqa: BLE001 - the id must outlive any failure here
-                last = exc
-                if attempt < ACCEPT_TRIES:
-                    await self.sleep(min(0.1 * 2**attempt, 5.0))
-        why = f"accepted as {sub.request_id}, but the state database refused it: {last}"
+        try:
+            moved = await self._commit(lambda: self.ledger.accepted(job, sub))
+        except Exception as exc:  # noqa: BLE001 - the id must outlive any failure here
+            why = f"accepted as {sub.request_id}, but the state database refused it: {exc}"
+            self._keep_aside(job, sub, why)
+            return False
+        if not moved:  # someone else moved the job meanwhile: say loudly what was paid for
+            self.emit(
+                Event("warn", job.key, f"accepted as {sub.request_id}, but the job had moved")
+            )
+        return moved
+
+    def _keep_aside(self, job: Job, sub: Submitted | None, why: str) -> None:
         try:
             self.ledger.rescue(job, sub, why)
-            kept = "kept aside; `batcher resume` follows it"
+            kept = "kept aside; `batcher resume` takes it from there"
         except OSError as exc:
             kept = f"could not be kept aside either ({exc}): note it"
-        self.emit(Event("warn", job.key, f"{why}; request id {sub.request_id} {kept}"))
+        named = f"; request id {sub.request_id}" if sub is not None else ""
+        self.emit(Event("warn", job.key, f"{why}{named} {kept}"))
         self.control.stop_submitting(
-            "state", f"the state database cannot record requests ({last}); no new submissions"
+            "state", f"the state database cannot record requests ({why}); no new submissions"
         )
-        return False
 
     # -- follow -----------------------------------------------------------------------
     async def follow(self, job: Job, slot: Slot) -> None:
@@ -250,7 +297,7 @@ class Lifecycle:
                 if running_since is None:
                     running_since = timing.render_from
                 if state is S.QUEUED:
-                    if not self.ledger.started(job):
+                    if not self.ledger.started(job):  # moved meanwhile (a cancel): let go
                         slot.release()
                         return
                     state = S.RUNNING
@@ -262,15 +309,26 @@ class Lifecycle:
     async def _settle(
         self, job: Job, state: JobState, slot: Slot, render_from: float, video: float
     ) -> None:
-        """/status says finished: ask /result how it ended, and act on that."""
+        """/status says finished: ask /result how it ended, and act on that.
+
+        The submit deadline no longer applies (the render is over, and may be billed): a
+        `/result` that keeps saying running, or keeps failing, is given `result_wait`
+        seconds and then left `download_failed`, so `batcher retry` asks /result again.
+        """
         assert job.handle is not None
-        start = job.submitted_at or render_from
         finished_seen = self.clock()
+        hiccups = 0
         while True:
+            behind = self.clock() - finished_seen
+            if behind > self.cfg.result_wait or hiccups > MAX_HICCUPS:
+                self._result_gave_up(job, state, behind)
+                slot.release()
+                return
             await self.breaker.wait()
             try:
                 res = await self.api.result(job.handle)
             except errors.BatcherError as exc:
+                hiccups += 1
                 if not self._poll_error(job, state, exc, slot):
                     return
                 continue
@@ -287,29 +345,33 @@ class Lifecycle:
                 slot.release()
                 return
             # /result still says queued or running: the status ran ahead; wait it out.
-            if self.clock() - start > self.cfg.deadline:
-                await self._deadline(job, state, slot)
-                return
-            behind = self.clock() - finished_seen  # ask again after a quarter of that
             await self.sleep(min(self.cfg.poll_max, max(self.cfg.poll_min, 0.25 * behind)))
+
+    def _result_gave_up(self, job: Job, state: JobState, behind: float) -> None:
+        why = (
+            f"/status said finished {behind:.0f} s ago but /result never said how; "
+            "`batcher retry` asks /result again (no new render)"
+        )
+        if self.ledger.rendered(job, state):
+            self._fail(job, S.DOWNLOADING, why, O.DOWNLOAD_FAILED)
 
     def _ended(self, job: Job, state: JobState, res: Failed | Cancelled) -> None:
         if isinstance(res, Failed):
             self._remote_failed(job, state, res.error or "generation failed (no reason given)")
         elif self.ledger.cancelled(job, state, "cancelled remotely"):
+            self.control.returned(job)  # cancelled while queued: not billed
             self.emit(Event("cancelled", job.key, "cancelled remotely"))
 
     def _poll_error(self, job: Job, state: JobState, exc: errors.BatcherError, slot: Slot) -> bool:
-        """Handle a failed poll; True to keep polling."""
+        """Handle a failed poll; True to keep polling. The slot is given back only once
+        the job's new state is committed (a failed write keeps it, for the retry)."""
         action = classify(exc, is_submit=False)
         if action is Action.RETRY:
             self.breaker.failure(getattr(exc, "retry_after", None))
             return True
-        slot.release()
         if action is Action.FATAL:
             self.control.fatal(exc)
-            return False
-        if action is Action.EXPIRED:
+        elif action is Action.EXPIRED:
             # Never resubmitted on our own: it may have rendered (and been billed) before
             # it expired, or the base URL may be the wrong one.
             why = (
@@ -317,14 +379,18 @@ class Lifecycle:
                 "`batcher retry` renders it again"
             )
             self._fail(job, state, why, O.FAILED)
-            return False
-        self._fail(job, state, str(exc), O.FAILED)
+        else:
+            self._fail(job, state, str(exc), O.FAILED)
+        slot.release()
         return False
 
     def _remote_failed(self, job: Job, state: JobState, error: str) -> None:
-        """A failed attempt: back to pending while attempts remain, else failed for good."""
+        """A failed attempt: back to pending while attempts remain, else failed for good.
+
+        A superseded version is never claimed again, so it fails for good at once.
+        """
         sent = self.ledger.sent_attempts(job)
-        if sent < self.cfg.max_attempts and not self.control.stopping:
+        if job.current and sent < self.cfg.max_attempts:
             if self.ledger.requeued(job, state, error):
                 self.emit(Event("retry", job.key, f"attempt {sent} failed: {error}"))
             return
@@ -336,7 +402,6 @@ class Lifecycle:
 
     async def _deadline(self, job: Job, state: JobState, slot: Slot) -> None:
         assert job.handle is not None
-        slot.release()
         note = f"deadline of {self.cfg.deadline:g} s passed"
         if state is S.QUEUED:
             try:
@@ -347,10 +412,13 @@ class Lifecycle:
                 if outcome.cancelled:
                     note += "; cancelled while queued"
                     if self.ledger.cancelled(job, state, note):
+                        self.control.returned(job)
                         self.emit(Event("cancelled", job.key, note))
+                    slot.release()
                     return
                 note += f"; cancel answered {outcome.outcome}"
         self._fail(job, state, note + " (the request may still finish and be billed)", O.FAILED)
+        slot.release()
 
     # -- fetch and land -------------------------------------------------------------------
     async def fetch(self, job: Job, slot: Slot, *, first: RemoteStatus | None = None) -> None:
@@ -386,12 +454,12 @@ class Lifecycle:
                 await self._done(job, files, res.cost)
                 return
             except errors.DiskFull as exc:
-                self._fail(job, S.DOWNLOADING, f"cannot store the files: {exc}", O.DOWNLOAD_FAILED)
-                self.control.stop_submitting(
+                self.control.stop_submitting(  # first: the state may be on the same disk
                     "disk",
                     f"{exc}: no new submissions (they could not be stored); renders in flight "
                     "are followed; free space, then `batcher retry` downloads them",
                 )
+                self._fail(job, S.DOWNLOADING, f"cannot store the files: {exc}", O.DOWNLOAD_FAILED)
                 return
             except errors.DownloadError as exc:
                 failures += 1

@@ -16,7 +16,7 @@ from batcher import errors
 from batcher.models import JobState
 from batcher.session import open_api
 from batcher.settings import ApiSettings
-from batcher.store import Job, Store
+from batcher.store import Job, Store, rescued_entries
 
 ATTENTION = (JobState.FAILED, JobState.UNKNOWN, JobState.CANCELLED)
 SUPERSEDED_WATCH = (JobState.QUEUED, JobState.RUNNING, JobState.DOWNLOADING, JobState.UNKNOWN)
@@ -33,6 +33,7 @@ def _runs(store: Store, run: str | None) -> list[str]:
 def status_data(store: Store, run: str | None) -> dict[str, Any]:
     """Counts by state, spend and the jobs needing attention, per run."""
     out: list[dict[str, Any]] = []
+    rescued = rescued_entries(store.path)
     for name in _runs(store, run):
         counts = store.counts([name])
         attention = []
@@ -56,6 +57,12 @@ def status_data(store: Store, run: str | None) -> dict[str, Any]:
                 "spend_usd": round(store.committed_spend([name]), 4),
                 "attention": attention,
                 "missing_files": [j.key for j in missing_files(store, name)],
+                # Answers the database could not take: followed (or re-sent) by `resume`.
+                "rescued": [
+                    {"key": e.get("key"), "request_id": e.get("request_id"), "why": e.get("why")}
+                    for e in rescued
+                    if str(e.get("key", "")).startswith(f"{name}/")
+                ],
                 # Old versions of edited jobs still rendering or held (paid, kept as NAME~vN).
                 "superseded_unfinished": sum(
                     1

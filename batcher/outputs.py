@@ -28,7 +28,7 @@ import anyio
 
 from batcher.crashpoints import crash_point
 from batcher.download import download, part_path, suffix_for, write_error, write_json_atomic
-from batcher.errors import ConfigError, DiskFull
+from batcher.errors import ConfigError
 from batcher.models import Attempt, JobRecord, OutputFile
 from batcher.store import FileMove, Job, Store, output_path, version_stem
 
@@ -261,8 +261,5 @@ class LocalFolder:
             await anyio.to_thread.run_sync(
                 lambda: write_sidecar(record, folder, list(files), finished_at, cost, stem=stem)
             )
-        except OSError as exc:
-            mapped = write_error(folder / f"{stem}.json", exc)
-            if isinstance(mapped, DiskFull):
-                raise mapped from exc
-            raise
+        except OSError as exc:  # a download failure of this job (DiskFull: of the run)
+            raise write_error(folder / f"{stem}.json", exc) from exc

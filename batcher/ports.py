@@ -30,8 +30,9 @@ class Ledger(Protocol):
     """The state of every job, written as named events (see store/ledger.py)."""
 
     # -- admission ----------------------------------------------------------------
-    def claim(self, runs: Sequence[str]) -> Job | None:
-        """The next pending job, moved to `submitting` with a new attempt, or None."""
+    def claim(self, runs: Sequence[str], *, job_id: int | None = None) -> Job | None:
+        """The next pending job (or job `job_id`, if still pending), moved to `submitting`
+        with a new attempt; None when there is none."""
 
     def peek_pending(self, runs: Sequence[str]) -> Job | None:
         """The job `claim` would take next."""
@@ -71,9 +72,10 @@ class Ledger(Protocol):
     def doubtful(self, job: Job, why: str, *, request_id: str | None = None) -> bool:
         """submitting -> unknown: the POST may have been accepted (held for a person)."""
 
-    def rescue(self, job: Job, sub: Submitted, why: str) -> None:
-        """Keep an accepted request id when `accepted` cannot be committed, somewhere that
-        survives a failing database; `reconcile` brings it back."""
+    def rescue(self, job: Job, sub: Submitted | None, why: str) -> None:
+        """Keep an accepted request id (or, with None, the fact that nothing was sent) when
+        the database refuses it, somewhere that survives a failing database; `reconcile`
+        brings it back."""
 
     def started(self, job: Job) -> bool:
         """queued -> running."""

@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import anyio
 import anyio.abc
@@ -35,6 +36,7 @@ __all__ = ["Event", "Scheduler", "Summary"]
 
 S = JobState
 Step = Callable[[Job, Slot], Awaitable[None]]
+MAX_CRASHES = 10  # unexpected errors one job's task meets before it is left for `resume`
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Scheduler:
         self._closed = False  # budget, balance, disk, state: no new submissions
         self._last_submit: float | None = None
         self._spend: float | None = None  # committed USD, loaded once, then kept here
+        self._done = False  # nothing pending and no job task alive
 
     # -- Control, as lent to each job's life -------------------------------------------
     @property
@@ -166,7 +169,12 @@ class Scheduler:
         self._changed = anyio.Event()
 
     async def _guarded(self, job: Job, step: Step, slot: Slot) -> None:
-        """Run one job's life; the unexpected ends this step, never the run."""
+        """Run one job's life; the unexpected ends this step, never the run.
+
+        After a crash the job is taken up again where the store says it stands
+        (`Lifecycle.carry_on`), after a back-off, at most MAX_CRASHES times; then it is
+        left as it is for `batcher resume`, and new submissions stop.
+        """
         crashes = 0
         try:
             while True:
@@ -175,10 +183,12 @@ class Scheduler:
                     return
                 except Exception as exc:  # noqa: BLE001 - the boundary that keeps the batch alive
                     crashes += 1
-                    again = self._after_crash(job, exc, crashes, slot)
-                    if again is None:
+                    why = f"internal error: {type(exc).__name__}: {exc}"
+                    if crashes > MAX_CRASHES:
+                        self._give_up(job, why, exc)
                         return
-                    job, step = again
+                    self.emit(Event("warn", job.key, f"{why}; taking it up again"))
+                    step = partial(self.life.carry_on, why=why)
                     await self.sleep(self.cfg.backoff.delay(crashes, rng=self.rng))
         finally:
             slot.release()
@@ -186,60 +196,63 @@ class Scheduler:
             self._expecting.pop(job.id, None)
             self._wake()
 
-    def _after_crash(
-        self, job: Job, exc: Exception, crashes: int, slot: Slot
-    ) -> tuple[Job, Step] | None:
-        """Where a job goes after its task met the unexpected; a step to take again, or None."""
-        why = f"internal error: {type(exc).__name__}: {exc}"
-        try:
-            now = self.ledger.job(job.id)
-        except Exception as again:  # noqa: BLE001 - the store itself may be what failed
-            self.emit(Event("warn", job.key, f"{why}; the state cannot be read ({again})"))
-            if job.state in (S.QUEUED, S.RUNNING):
-                return job, self.life.follow
-            return (job, self.life.fetch) if job.state is S.DOWNLOADING else None
-        if now.state in (S.QUEUED, S.RUNNING):
-            self.emit(Event("warn", job.key, f"{why}; following it again after a back-off"))
-            return now, self.life.follow
-        slot.release()
-        if now.state is S.DOWNLOADING:
-            if crashes < self.cfg.download_attempts:
-                self.emit(Event("warn", job.key, f"{why}; fetching it again after a back-off"))
-                return now, self.life.fetch
-            if self.ledger.failed(now, S.DOWNLOADING, why, outcome="download_failed"):
+    def _give_up(self, job: Job, why: str, exc: Exception) -> None:
+        try:  # a download can be tried again later as a download: say so in the store
+            if self.ledger.failed(job, S.DOWNLOADING, why, outcome="download_failed"):
                 self.emit(Event("failed", job.key, why))
-        elif now.state is S.SUBMITTING:  # its POST may have gone out
-            if self.ledger.doubtful(now, why):
-                self.emit(Event("unknown", job.key, why))
-        else:
-            self.emit(Event("warn", job.key, why))
-        return None
+                return
+        except Exception:  # noqa: BLE001 - the store may be what keeps failing
+            pass
+        reason = "state" if isinstance(exc, errors.StateError) else "internal"
+        self.emit(
+            Event("warn", job.key, f"{why}; left as it is, `batcher resume` takes it up again")
+        )
+        self.stop_submitting(
+            reason, f"a job keeps failing in this process ({why}); no new submissions"
+        )
 
     # -- admission ------------------------------------------------------------------------
     async def _admit(self) -> None:
+        """Start a job's life whenever a slot, the back-off, the budget and the disk allow."""
+        failures = 0
         while not (self._stopping or self._closed):
-            if self._remote >= self.cfg.concurrency:
-                await self._changed.wait()
-                continue
-            await self.breaker.wait()
-            nxt = self.ledger.peek_pending(self.runs)
-            if nxt is None:
-                if self._tasks == 0:
+            try:
+                await self._admit_one()
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - admission must not end the run
+                failures += 1
+                why = f"{type(exc).__name__}: {exc}"
+                if failures > MAX_CRASHES or not isinstance(exc, errors.StateError):
+                    self.stop_submitting("state", f"cannot admit jobs ({why}); no new submissions")
                     return
-                await self._changed.wait()
-                continue
-            if not (self._within_budget(nxt) and self._has_room(nxt)):
+                self.emit(Event("warn", "", f"cannot admit jobs now ({why}); trying again"))
+                await self.sleep(self.cfg.backoff.delay(failures, rng=self.rng))
+            if self._done:
                 return
-            await self._pace()
-            if self.breaker.is_open or self._stopping or self._closed:
-                self.returned(nxt)
-                continue
-            job = self.ledger.claim(self.runs)
-            if job is None:
-                self.returned(nxt)
-                continue
-            self._last_submit = self.clock()
-            self._start(job, self.life.live, remote=True)
+
+    async def _admit_one(self) -> None:
+        if self._remote >= self.cfg.concurrency:
+            await self._changed.wait()
+            return
+        await self.breaker.wait()
+        nxt = self.ledger.peek_pending(self.runs)
+        if nxt is None:
+            if self._tasks == 0:
+                self._done = True
+                return
+            await self._changed.wait()
+            return
+        if not (self._within_budget(nxt) and self._has_room(nxt)):
+            return
+        await self._pace()
+        job = None
+        if not (self.breaker.is_open or self._stopping or self._closed):
+            job = self.ledger.claim(self.runs, job_id=nxt.id)  # the job the checks were for
+        if job is None:
+            self.returned(nxt)
+            return
+        self._last_submit = self.clock()
+        self._start(job, self.life.live, remote=True)
 
     def _within_budget(self, nxt: Job) -> bool:
         if self.cfg.max_cost is None:

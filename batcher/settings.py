@@ -134,6 +134,7 @@ class RunSettings:
     max_attempts: int = 3  # remote attempts per job (failed renders, expiries)
     on_unknown: str = "hold"  # or "resubmit"
     deadline: float = DEFAULT_DEADLINE  # seconds from submit
+    result_wait: float = 900.0  # seconds /result may lag behind a finished /status
     poll_min: float = 1.0  # shortest poll interval
     poll_max: float = 30.0  # longest poll interval
     backoff_base: float = 1.0  # first retry delay; doubles up to backoff_cap

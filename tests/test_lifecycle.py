@@ -103,7 +103,7 @@ async def test_an_unexpected_error_while_polling_is_followed_again(tmp_path: Pat
     summary = await h.run(wrap_api=wrap, sleep=quick)
     assert faulty[0].raised == 3 and summary.stop_reason is None
     assert set(h.states().values()) == {"done"} and len(h.emulator.submissions) == 2
-    assert any("following it again" in e.message for e in h.events)
+    assert any("taking it up again" in e.message for e in h.events)
     assert_files_intact(h)
 
 
@@ -142,6 +142,10 @@ async def test_a_request_id_the_database_refuses_is_rescued_and_followed(tmp_pat
     assert json.loads(line)["request_id"] == rid
     assert any(rid in e.message for e in h.events if e.kind == "warn")
     assert sorted(h.states().values()) == ["pending", "pending", "submitting"]
+    from batcher.operations import status_data
+
+    [kept] = status_data(h.store, "r")["runs"][0]["rescued"]  # `status` names it
+    assert kept["request_id"] == rid and kept["key"] == "r/job-0"
     again = await h.run()  # the next start follows it by its id: nothing is paid twice
     assert again.stop_reason is None and set(h.states().values()) == {"done"}
     assert [s.request_id for s in h.emulator.submissions].count(rid) == 1

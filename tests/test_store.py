@@ -10,7 +10,7 @@ import pytest
 
 from batcher.errors import StateError
 from batcher.models import JobSpec, JobState, Submitted
-from batcher.store import Store, plan_marks
+from batcher.store import SqliteLedger, Store, plan_marks
 
 
 def spec(key: str, prompt: str = "a fox", run: str = "r") -> JobSpec:
@@ -99,7 +99,7 @@ def test_two_handles_never_claim_the_same_job(store: Store) -> None:
 def test_orphaned_submitting_jobs_become_unknown(store: Store) -> None:
     store.sync_jobs("r", [spec("a")])
     [job] = store.claim(["r"], 1)
-    orphans = store.reconcile_orphans(["r"])
+    orphans = SqliteLedger(store).reconcile(["r"])
     assert [o.id for o in orphans] == [job.id]
     assert store.job(job.id).state is JobState.UNKNOWN
     assert store.attempts(job.id)[0].outcome == "unknown"
@@ -231,3 +231,29 @@ def test_another_programs_database_is_refused_and_left_untouched(tmp_path: Path)
     with pytest.raises(StateError, match="not a batcher state database"):
         Store.open(path, create=False)
     assert path.read_bytes() == before
+
+
+def test_a_rescued_request_id_is_followed_and_a_rescued_unsent_job_is_pending_again(
+    store: Store,
+) -> None:
+    from batcher.models import Submitted
+
+    store.sync_jobs("r", [spec("a"), spec("b", "b")])
+    ledger = SqliteLedger(store)
+    a = ledger.claim(["r"])
+    b = ledger.claim(["r"])
+    assert a is not None and b is not None
+    ledger.rescue(a, Submitted("req-a", "", "", ""), "database full")
+    ledger.rescue(b, None, "not sent; database full")
+    assert ledger.reconcile(["r"]) == []  # nothing left in doubt
+    assert store.job(a.id).state is JobState.QUEUED and store.job(a.id).request_id == "req-a"
+    assert store.job(b.id).state is JobState.PENDING
+    assert [x.outcome for x in store.attempts(b.id)] == ["not_sent"]
+
+
+def test_claim_by_id_takes_only_that_job(store: Store) -> None:
+    store.sync_jobs("r", [spec("a"), spec("b", "b")])
+    second = store.jobs(["r"])[1]
+    [got] = store.claim(["r"], 1, job_id=second.id)
+    assert got.id == second.id
+    assert store.claim(["r"], 1, job_id=second.id) == []

@@ -43,6 +43,12 @@ def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
                 f"  {run_data['superseded_unfinished']} superseded version(s) of edited jobs "
                 "still in flight or unknown (kept as NAME~vN when done)"
             )
+        for kept in run_data["rescued"]:
+            what = f"accepted as {kept['request_id']}" if kept["request_id"] else "not sent"
+            click.echo(
+                f"  kept     {kept['key']}: {what}, but the state database refused it; "
+                "`batcher resume` takes it up"
+            )
         for job in run_data["attention"]:
             rid = f" [{job['request_id']}]" if job["request_id"] else ""
             click.echo(f"  {job['state']:<8} {job['key']}{rid}: {job['error'] or ''}")

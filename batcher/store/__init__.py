@@ -9,7 +9,7 @@ is the only user of sqlite3 and sqlite_utils.
 from __future__ import annotations
 
 from batcher.store.db import Store, plan_marks
-from batcher.store.ledger import SqliteLedger, rescue_path
+from batcher.store.ledger import SqliteLedger, rescue_path, rescued_entries
 from batcher.store.placement import output_path, sidecar_path, version_stem
 from batcher.store.rows import REMOVED, FileMove, Job, RunInfo, SyncResult
 from batcher.store.schema import m001_initial, m002_attempt_floor, m003_file_moves, migrations
@@ -29,6 +29,7 @@ __all__ = [
     "output_path",
     "plan_marks",
     "rescue_path",
+    "rescued_entries",
     "sidecar_path",
     "version_stem",
 ]

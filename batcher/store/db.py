@@ -410,12 +410,14 @@ class Store(Reader):
         )
 
     @state_errors
-    def claim(self, runs: Iterable[str], limit: int) -> list[Job]:
-        """Atomically move up to `limit` pending jobs to `submitting`, opening an attempt each."""
+    def claim(self, runs: Iterable[str], limit: int, *, job_id: int | None = None) -> list[Job]:
+        """Atomically move up to `limit` pending jobs to `submitting`, opening an attempt each
+        (only job `job_id`, if given and still pending)."""
         names = list(runs)
         if not names or limit <= 0:
             return []
         marks = ",".join("?" * len(names))
+        only = "" if job_id is None else f" AND id={int(job_id)}"
         claimed: list[Job] = []
         # This commit is what stops a job from being sent twice: make it durable even
         # through a power cut (WAL + synchronous=FULL fsyncs this commit), the others
@@ -425,7 +427,7 @@ class Store(Reader):
             with self._tx() as c:
                 rows = c.execute(
                     "SELECT * FROM jobs WHERE state='pending' AND current=1"
-                    f" AND run IN ({marks}) ORDER BY id LIMIT ?",
+                    f" AND run IN ({marks}){only} ORDER BY id LIMIT ?",
                     (*names, limit),
                 ).fetchall()
                 now = self._clock()
@@ -539,24 +541,6 @@ class Store(Reader):
             )
             detail = {"reason": f"file move {outcome}", "from": row["src"], "to": row["dst"]}
             self._event(c, row["job_id"], None, None, detail)
-
-    @state_errors
-    def reconcile_orphans(self, runs: Iterable[str]) -> list[Job]:
-        """Jobs left `submitting` by a dead process: their POST outcome is unknown.
-
-        Call only while holding the runs' locks (so no live process owns them).
-        """
-        orphans = self.jobs(runs, [JobState.SUBMITTING], current_only=False)
-        for job in orphans:
-            self.transition(
-                job.id,
-                JobState.SUBMITTING,
-                JobState.UNKNOWN,
-                error="the process stopped during submit; the request may have been accepted",
-                reason="orphaned",
-                attempt={"outcome": "unknown", "finished_at": self._clock()},
-            )
-        return orphans
 
 
 def _column(name: str, value: Any) -> Any:

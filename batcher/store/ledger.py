@@ -7,13 +7,17 @@ Invariants:
 - A request id that cannot be committed (`rescue`) is appended and fsynced to
   `<state>.rescued.jsonl`, a plain file that needs no working database; `reconcile`
   (run under the runs' locks) attaches it to its job, which is then followed, not resent.
+  A job whose POST reached nothing but whose `not_sent` could not be committed is rescued
+  without an id, and goes back to pending. The file is written under a flock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,23 @@ def rescue_path(state_path: Path) -> Path:
     return Path(f"{state_path}.rescued.jsonl")
 
 
+def rescued_entries(state_path: Path) -> list[dict[str, Any]]:
+    """What the rescue file holds (for `status`): each job id, key, request id, why."""
+    try:
+        lines = rescue_path(state_path).read_text(encoding="utf-8").splitlines()
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # a line torn by a crash mid-write
+        if isinstance(entry, dict):
+            found.append(entry)
+    return found
+
+
 class SqliteLedger:
     """`ports.Ledger` over one `Store`."""
 
@@ -45,8 +66,8 @@ class SqliteLedger:
         self._clock = store._clock
 
     # -- admission ----------------------------------------------------------------
-    def claim(self, runs: Sequence[str]) -> Job | None:
-        jobs = self.store.claim(runs, 1)
+    def claim(self, runs: Sequence[str], *, job_id: int | None = None) -> Job | None:
+        jobs = self.store.claim(runs, 1, job_id=job_id)
         return jobs[0] if jobs else None
 
     def peek_pending(self, runs: Sequence[str]) -> Job | None:
@@ -59,11 +80,19 @@ class SqliteLedger:
         return self.store.jobs(runs, states, current_only=False)
 
     def reconcile(self, runs: Sequence[str]) -> list[Job]:
-        rescued = self._rescued()
+        with self._rescue_lock():
+            rescued = self._rescued()
+            unknown = self._reconcile(runs, rescued)
+            self._forget_rescued()
+        return unknown
+
+    def _reconcile(
+        self, runs: Sequence[str], rescued: dict[tuple[int, int], dict[str, Any]]
+    ) -> list[Job]:
         unknown: list[Job] = []
         for job in self.store.jobs(runs, [S.SUBMITTING], current_only=False):
             entry = rescued.get((job.id, job.attempts))
-            if entry is not None and self._requeue_rescued(job, entry):
+            if entry is not None and self._settle_rescued(job, entry):
                 continue
             if self.store.transition(
                 job.id,
@@ -74,7 +103,6 @@ class SqliteLedger:
                 attempt=self._closing(O.UNKNOWN),
             ):
                 unknown.append(job)
-        self._forget_rescued(runs)
         return unknown
 
     def release_unknown(self, job: Job, why: str) -> bool:
@@ -121,23 +149,27 @@ class SqliteLedger:
             attempt["request_id"] = fields["request_id"] = request_id
         return self.store.transition(job.id, S.SUBMITTING, S.UNKNOWN, attempt=attempt, **fields)
 
-    def rescue(self, job: Job, sub: Submitted, why: str) -> None:
-        line = {
+    def rescue(self, job: Job, sub: Submitted | None, why: str) -> None:
+        line: dict[str, Any] = {
             "job_id": job.id,
             "attempt": job.attempts,
             "key": job.key,
-            "request_id": sub.request_id,
-            "status_url": sub.status_url,
-            "result_url": sub.result_url,
-            "cancel_url": sub.cancel_url,
+            "request_id": None,  # None: the POST was not sent (or accepted nothing)
             "at": self._clock(),
             "why": why,
         }
-        path = rescue_path(self.store.path)
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(line) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        if sub is not None:
+            line |= {
+                "request_id": sub.request_id,
+                "status_url": sub.status_url,
+                "result_url": sub.result_url,
+                "cancel_url": sub.cancel_url,
+            }
+        with self._rescue_lock():
+            with open(rescue_path(self.store.path), "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(line) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
 
     def started(self, job: Job) -> bool:
         return self.store.transition(job.id, S.QUEUED, S.RUNNING)
@@ -200,7 +232,9 @@ class SqliteLedger:
                 continue  # a line torn by a crash mid-write: the rest still count
         return found
 
-    def _requeue_rescued(self, job: Job, entry: dict[str, Any]) -> bool:
+    def _settle_rescued(self, job: Job, entry: dict[str, Any]) -> bool:
+        if not entry.get("request_id"):  # never sent: simply pending again
+            return self.not_sent(job, str(entry.get("why") or "not sent"))
         sub = Submitted(
             str(entry["request_id"]),
             str(entry.get("status_url") or ""),
@@ -209,8 +243,8 @@ class SqliteLedger:
         )
         return self.store.record_submitted(job.id, sub)
 
-    def _forget_rescued(self, runs: Sequence[str]) -> None:
-        """Drop rescued ids whose job no longer waits for them (all runs' locks held)."""
+    def _forget_rescued(self) -> None:
+        """Drop rescued ids whose job no longer waits for them (rescue lock held)."""
         path = rescue_path(self.store.path)
         rescued = self._rescued()
         if not rescued:
@@ -222,6 +256,18 @@ class SqliteLedger:
         if not keep:
             path.unlink(missing_ok=True)
             return
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         tmp.write_text("".join(json.dumps(e) + "\n" for e in keep), encoding="utf-8")
         os.replace(tmp, path)
+
+    @contextmanager
+    def _rescue_lock(self) -> Iterator[None]:
+        """One writer of the rescue file at a time, across processes sharing the state."""
+        lock = Path(f"{self.store.path}.locks") / "rescued.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
