@@ -106,13 +106,16 @@ async def land_files(
     *,
     max_bytes: int,
     time_for: Callable[[int], float] | None = None,
+    settle: bool = True,
 ) -> list[OutputFile]:
     """Download every output of a job version under its names (NAME.mp4, NAME~2.mp4...).
 
-    Other versions of the key leave these names first, through recorded moves.
+    Other versions of the key leave these names first, through recorded moves (`settle`
+    plans and makes them here; a caller that already did so for the run may skip it).
     """
-    store.plan_moves(job.run, keys=[job.key])  # nothing, unless the records predate moves
-    finish_moves(store, job.run, folder)
+    if settle:
+        store.plan_moves(job.run, keys=[job.key])  # nothing, unless records predate moves
+        finish_moves(store, job.run, folder)
     files: list[OutputFile] = []
     stem = file_stem(job)
     for i, url in enumerate(urls):
@@ -233,6 +236,7 @@ class LocalFolder:
         self._store, self._http, self._dirs = store, http, dict(out_dirs)
         self._max_bytes, self._time_for = max_bytes, time_for
         self._limiter = anyio.CapacityLimiter(concurrency)
+        self._settled: set[str] = set()  # runs whose moves were planned and made here
 
     def free_bytes(self, run: str) -> int:
         folder = self._dirs[run]
@@ -241,6 +245,10 @@ class LocalFolder:
         return shutil.disk_usage(folder).free
 
     async def land(self, job: Job, urls: Sequence[str]) -> list[OutputFile]:
+        if job.run not in self._settled:  # once per run: no new moves are planned mid-run
+            self._store.plan_moves(job.run)
+            finish_moves(self._store, job.run, self._dirs[job.run])
+            self._settled.add(job.run)
         async with self._limiter:
             return await land_files(
                 self._store,
@@ -250,6 +258,7 @@ class LocalFolder:
                 urls,
                 max_bytes=self._max_bytes,
                 time_for=self._time_for,
+                settle=False,
             )
 
     async def seal(

@@ -213,22 +213,28 @@ class Scheduler:
 
     # -- admission ------------------------------------------------------------------------
     async def _admit(self) -> None:
-        """Start a job's life whenever a slot, the back-off, the budget and the disk allow."""
+        """Start a job's life whenever a slot, the back-off, the budget and the disk allow.
+
+        A state database that refuses a claim while jobs are in flight is tried again after
+        a back-off (a backup tool may hold it a while), then submissions stop; with nothing
+        in flight the error ends the run at once (a clear line, exit 2, nothing changed).
+        """
         failures = 0
-        while not (self._stopping or self._closed):
+        while not (self._stopping or self._closed or self._done):
             try:
                 await self._admit_one()
                 failures = 0
             except Exception as exc:  # noqa: BLE001 - admission must not end the run
+                state_error = isinstance(exc, errors.StateError)
+                if state_error and self._tasks == 0:
+                    raise
                 failures += 1
                 why = f"{type(exc).__name__}: {exc}"
-                if failures > MAX_CRASHES or not isinstance(exc, errors.StateError):
+                if failures > MAX_CRASHES or not state_error:
                     self.stop_submitting("state", f"cannot admit jobs ({why}); no new submissions")
                     return
                 self.emit(Event("warn", "", f"cannot admit jobs now ({why}); trying again"))
                 await self.sleep(self.cfg.backoff.delay(failures, rng=self.rng))
-            if self._done:
-                return
 
     async def _admit_one(self) -> None:
         if self._remote >= self.cfg.concurrency:
