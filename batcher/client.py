@@ -30,6 +30,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -187,6 +188,24 @@ def _cost(value: object) -> float | None:
     return cost if math.isfinite(cost) else None
 
 
+def _elapsed(body: Mapping[str, Any]) -> float | None:
+    """Seconds from `created_at` to `finished_at` (ISO 8601), when both are given and sane."""
+    times = []
+    for name in ("created_at", "finished_at"):
+        value = body.get(name)
+        if not isinstance(value, str) or len(value) > 40:
+            return None
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        times.append(parsed.timestamp())
+    elapsed = times[1] - times[0]
+    return elapsed if 0 < elapsed < 30 * 86400 else None
+
+
 def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
     """A typed status from a status or result body (robust to every known variant)."""
     raw = body.get("status")
@@ -194,7 +213,9 @@ def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
         raise errors.MalformedAnswer(f"answer has no status: {json.dumps(body)[:200]}")
     status = raw.strip().lower()
     if status in SUCCESS:
-        return Succeeded(outputs=output_urls(body), cost=_cost(body.get("cost")))
+        return Succeeded(
+            outputs=output_urls(body), cost=_cost(body.get("cost")), elapsed=_elapsed(body)
+        )
     if status in FAILURE:
         err = body.get("error")
         if err:

@@ -1,4 +1,4 @@
-"""One job's life, top to bottom: submit -> follow -> settle -> fetch -> land -> done.
+"""One job's life, top to bottom: submit -> follow -> fetch -> land -> done.
 
 It talks only to the ports (Ledger, Api, Sink) and to what admission hands it (`Control`,
 a `Slot`, the shared back-off); it never imports the scheduler.
@@ -12,9 +12,10 @@ Invariants:
 - A request id, once known, is committed before anything else happens to the job; when
   the database refuses, the commit is retried under the shield and the id is rescued to a
   plain file (`Ledger.rescue`) whatever happens, and new submissions stop.
-- How a render ended comes from `/result`, never from `/status` (where a failed render may
-  say `completed`). A failed render is a failed attempt, rendered again while attempts
-  remain; a `/result` still running after `/status` finished is waited out.
+- A render is followed on `/result` alone, which answers the current state until it ends
+  and then how it ended (never `/status`, where a failed render may say `completed`). A
+  failed render is a failed attempt, rendered again while attempts remain. When to poll
+  next is `polling.Planner`'s: it learns what renders of the same kind take.
 - The remote slot is given back the moment the job leaves the remote states, so a slow
   download never holds a submission slot.
 - Files that cannot be stored at all (`DiskFull`) stop new submissions at once; the job
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 import anyio
@@ -46,7 +47,8 @@ from batcher.models import (
     Submitted,
     Succeeded,
 )
-from batcher.pacing import Breaker, PollPlanner
+from batcher.pacing import Breaker
+from batcher.polling import Planner, RenderTimes
 from batcher.ports import Api, Ledger, Sink
 from batcher.retry import Action, classify
 from batcher.schema import for_model
@@ -87,14 +89,6 @@ class Slot:
             give_back()
 
 
-@dataclass(frozen=True)
-class Timing:
-    """What is known of a render's timing while it is followed."""
-
-    started: float  # submit time
-    render_from: float  # the earliest moment the render can have begun
-
-
 class Lifecycle:
     """Drives single jobs; shared by every job task of one scheduler."""
 
@@ -106,7 +100,7 @@ class Lifecycle:
         sink: Sink,
         settings: RunSettings,
         breaker: Breaker,
-        planner: PollPlanner,
+        planner: Planner,
         control: Control,
         emit: Callable[[Event], None],
         clock: Callable[[], float],
@@ -117,6 +111,7 @@ class Lifecycle:
         self.breaker, self.planner, self.control = breaker, planner, control
         self.emit, self.clock, self.sleep, self.rng = emit, clock, sleep, rng
         self.submitted = 0
+        self._wakes: dict[str, anyio.Event] = {}  # set when a group has news
 
     # -- the whole life ------------------------------------------------------------
     async def live(self, job: Job, slot: Slot) -> None:
@@ -260,100 +255,139 @@ class Lifecycle:
 
     # -- follow -----------------------------------------------------------------------
     async def follow(self, job: Job, slot: Slot) -> None:
-        """Poll a remote job until it leaves the remote states, then hand it on."""
+        """Poll `/result` until the render ends, then hand it on.
+
+        One request per poll: an unfinished request's `/result` answers its current state,
+        a finished one its outcome and files. `/status` is asked only for the queue
+        position of a job `/result` shows queued without one, and only once the render
+        time of its kind is known (the position is then worth a wait).
+        """
         handle = job.handle or self.api.handle(job.request_id or "")
         job = replace(job, handle=handle)
-        state, position = job.state, None
-        start = job.submitted_at or self.clock()
-        timing = Timing(start, start)
-        running_since: float | None = None
-        video = for_model(job.model).video_seconds(job.payload)
-        polled = False  # the deadline applies only once a poll has seen it unfinished
-        while True:
-            elapsed = self.clock() - start
-            if polled and elapsed > self.cfg.deadline:
-                await self._deadline(job, state, slot)
-                return
-            running_for = self.clock() - running_since if running_since is not None else None
-            wait = self.planner.interval(
-                elapsed=elapsed, video_seconds=video, position=position, running_for=running_for
-            )
-            if not polled and elapsed > self.planner.maximum:
-                wait = 0.0  # resumed long after its submit: ask at once
-            await self.sleep(wait)
-            await self.breaker.wait()
-            try:
-                st = await self.api.status(handle)
-            except errors.BatcherError as exc:
-                if not self._poll_error(job, state, exc, slot):
+        state = job.state
+        submitted = job.submitted_at or self.clock()
+        key = for_model(job.model).render_group(job.payload)
+        group = self._group(key)
+        render_from = submitted  # the earliest the render can have begun
+        group.begin(job.id, render_from)
+        last: float | None = None  # render age at the last poll that found it unfinished
+        last_at = submitted  # when that poll was
+        seen_queued, polled = False, False
+        hold_until: float | None = None  # a queued job's wait for the queue ahead
+        try:
+            while True:
+                now = self.clock()
+                if polled and now - submitted > self.cfg.deadline:
+                    await self._deadline(job, state, slot)
                     return
-                continue
-            self.breaker.success()
-            polled = True
-            if isinstance(st, Queued):
-                position, timing = st.position, Timing(start, self.clock())
-            elif isinstance(st, InProgress):
-                position = None
-                if running_since is None:
-                    running_since = timing.render_from
-                if state is S.QUEUED:
-                    if not self.ledger.started(job):  # moved meanwhile (a cancel): let go
-                        slot.release()
+                if not polled and now - submitted > self.cfg.poll_max:
+                    due = now  # resumed long after its submit: ask at once
+                elif hold_until is not None:
+                    due = hold_until
+                else:
+                    age = now - render_from
+                    due = render_from + self.planner.next_age(group, last=last, age=age, now=now)
+                if due > now and not await self._nap(due - now, key, group.news):
+                    continue  # news of the group: plan again with what it taught
+                await self.breaker.wait()
+                try:
+                    st = await self.api.result(handle)
+                except errors.BatcherError as exc:
+                    if not self._poll_error(job, state, exc, slot):
                         return
-                    state = S.RUNNING
-                    self.emit(Event("running", job.key, job.request_id or ""))
-            else:  # finished: only /result says how
-                await self._settle(job, state, slot, running_since or start, video)
-                return
-
-    async def _settle(
-        self, job: Job, state: JobState, slot: Slot, render_from: float, video: float
-    ) -> None:
-        """/status says finished: ask /result how it ended, and act on that.
-
-        The submit deadline no longer applies (the render is over, and may be billed): a
-        `/result` that keeps saying running, or keeps failing, is given `result_wait`
-        seconds and then left `download_failed`, so `batcher retry` asks /result again.
-        """
-        assert job.handle is not None
-        finished_seen = self.clock()
-        hiccups = 0
-        while True:
-            behind = self.clock() - finished_seen
-            if behind > self.cfg.result_wait or hiccups > MAX_HICCUPS:
-                self._result_gave_up(job, state, behind)
-                slot.release()
-                return
-            await self.breaker.wait()
-            try:
-                res = await self.api.result(job.handle)
-            except errors.BatcherError as exc:
-                hiccups += 1
-                if not self._poll_error(job, state, exc, slot):
+                    continue
+                self.breaker.success()
+                polled, hold_until, now = True, None, self.clock()
+                if isinstance(st, Queued):
+                    seen_queued, render_from, last, last_at = True, now, None, now
+                    group.begin(job.id, render_from)
+                    hold_until = await self._queue_wait(
+                        handle, group, st.position, queued_for=now - submitted
+                    )
+                elif isinstance(st, InProgress):
+                    last, last_at = now - render_from, now
+                    if state is S.QUEUED:
+                        if not self.ledger.started(job):  # moved meanwhile (a cancel): let go
+                            slot.release()
+                            return
+                        state = S.RUNNING
+                        self.emit(Event("running", job.key, job.request_id or ""))
+                elif isinstance(st, Succeeded):
+                    # The server's own clock is exact when the render was never queued;
+                    # else the finish lies between the last two polls.
+                    took = st.elapsed if st.elapsed is not None and not seen_queued else None
+                    if took is None:
+                        took = (last_at + now) / 2 - render_from
+                    self._learn(key, group, took)
+                    moved = self.ledger.rendered(job, state)
+                    slot.release()  # files are not the API's work: free the slot for the next
+                    if moved:
+                        await self.fetch(replace(job, state=S.DOWNLOADING), slot, first=st)
                     return
-                continue
-            self.breaker.success()
-            if isinstance(res, Succeeded):
-                self.planner.observe(self.clock() - render_from, video)
-                moved = self.ledger.rendered(job, state)
-                slot.release()  # files are not the API's work: free the slot for the next
-                if moved:
-                    await self.fetch(replace(job, state=S.DOWNLOADING), slot, first=res)
-                return
-            if isinstance(res, Failed | Cancelled):
-                self._ended(job, state, res)
-                slot.release()
-                return
-            # /result still says queued or running: the status ran ahead; wait it out.
-            await self.sleep(min(self.cfg.poll_max, max(self.cfg.poll_min, 0.25 * behind)))
+                else:  # failed or cancelled
+                    self._ended(job, state, st)
+                    slot.release()
+                    return
+        finally:
+            group.end(job.id)
 
-    def _result_gave_up(self, job: Job, state: JobState, behind: float) -> None:
-        why = (
-            f"/status said finished {behind:.0f} s ago but /result never said how; "
-            "`batcher retry` asks /result again (no new render)"
-        )
-        if self.ledger.rendered(job, state):
-            self._fail(job, S.DOWNLOADING, why, O.DOWNLOAD_FAILED)
+    def _group(self, key: str) -> RenderTimes:
+        """The render times of `key`, with what earlier runs saw (read once per run)."""
+        if key not in self.planner.groups:
+            try:
+                seen = self.ledger.render_times([key]).get(key, [])
+            except errors.StateError:
+                seen = []  # polling learns afresh; nothing is lost
+            self.planner.group(key).remember(seen, self.clock())
+        return self.planner.group(key)
+
+    def _learn(self, key: str, group: RenderTimes, seconds: float) -> None:
+        news = group.news
+        group.add(seconds)
+        try:
+            self.ledger.render_time(key, seconds)
+        except errors.StateError:
+            pass  # a sample for later nights; the render itself is recorded next
+        if group.news != news:
+            self._wakes.pop(key, anyio.Event()).set()
+
+    async def _nap(self, seconds: float, key: str, news: int) -> bool:
+        """Sleep `seconds`; False if news of the group came first (then plan again)."""
+        wake = self._wakes.setdefault(key, anyio.Event())
+        slept = False
+        async with anyio.create_task_group() as tg:
+
+            async def alarm() -> None:
+                nonlocal slept
+                await self.sleep(seconds)
+                slept = True
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(alarm)
+            if self.planner.group(key).news == news:
+                await wake.wait()
+            tg.cancel_scope.cancel()
+        return slept
+
+    async def _queue_wait(
+        self, handle: Submitted, group: RenderTimes, position: int | None, *, queued_for: float
+    ) -> float:
+        """When to ask again about a queued job: after about the time the queue ahead
+        should take, once the render time of its kind is known; else after a quarter of the
+        time it has waited so far (a long queue costs few requests)."""
+        wait: float | None = None
+        if group.weight > 0:
+            if position is None:  # /result carries no position: /status may
+                try:
+                    st = await self.api.status(handle)
+                except errors.BatcherError:
+                    st = None
+                position = st.position if isinstance(st, Queued) else None
+            if position is not None:
+                wait = self.planner.queue_wait(group, position, self.cfg.concurrency)
+        if wait is None:
+            wait = min(self.cfg.poll_max, max(self.cfg.poll_min, 0.25 * queued_for))
+        return self.clock() + wait
 
     def _ended(self, job: Job, state: JobState, res: Failed | Cancelled) -> None:
         if isinstance(res, Failed):

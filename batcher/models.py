@@ -244,6 +244,7 @@ class Succeeded:
 
     outputs: tuple[str, ...] = ()
     cost: float | None = None
+    elapsed: float | None = None  # the server's finished_at - created_at, when both given
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,12 @@ class Ledger(Protocol):
         the database refuses it, somewhere that survives a failing database; `reconcile`
         brings it back."""
 
+    def render_times(self, groups: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
+        """(seconds, when seen) of earlier renders of these groups (polling learns)."""
+
+    def render_time(self, group: str, seconds: float) -> None:
+        """One render of `group` took `seconds` (kept for later runs)."""
+
     def started(self, job: Job) -> bool:
         """queued -> running."""
 

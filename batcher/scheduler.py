@@ -27,7 +27,8 @@ import anyio.abc
 from batcher import errors
 from batcher.lifecycle import Lifecycle, Slot
 from batcher.models import Event, Job, JobState
-from batcher.pacing import Breaker, PollPlanner
+from batcher.pacing import Breaker
+from batcher.polling import Planner
 from batcher.ports import Api, Ledger, Sink
 from batcher.schema import for_model
 from batcher.settings import RunSettings
@@ -68,16 +69,14 @@ class Scheduler:
         self.emit, self.clock, self.sleep = on_event, clock, sleep
         self.rng = rng or random.Random()
         self.breaker = Breaker(clock, sleep, settings.backoff, self.rng)
-        planner = PollPlanner(
-            fast=settings.poll_min, maximum=settings.poll_max, concurrency=settings.concurrency
-        )
+        self.planner = Planner(settings.poll_policy, rng=self.rng)
         self.life = Lifecycle(
             ledger=ledger,
             api=api,
             sink=sink,
             settings=settings,
             breaker=self.breaker,
-            planner=planner,
+            planner=self.planner,
             control=self,
             emit=on_event,
             clock=clock,

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from batcher.client import DEFAULT_BASE_URL, Timeouts
 from batcher.errors import ConfigError
+from batcher.polling import PollPolicy
 from batcher.retry import Backoff
 
 EMULATOR_TOKEN = "emulator-token"
@@ -134,9 +135,10 @@ class RunSettings:
     max_attempts: int = 3  # remote attempts per job (failed renders, expiries)
     on_unknown: str = "hold"  # or "resubmit"
     deadline: float = DEFAULT_DEADLINE  # seconds from submit
-    result_wait: float = 900.0  # seconds /result may lag behind a finished /status
-    poll_min: float = 1.0  # shortest poll interval
-    poll_max: float = 30.0  # longest poll interval
+    poll_min: float = 1.0  # shortest poll interval (and the least delay aimed at)
+    poll_max: float = 60.0  # longest poll interval
+    poll_delay: float | None = None  # mean delay after a finish to aim at; None: 3% of
+    #   the typical render time of its kind, at least poll_min
     backoff_base: float = 1.0  # first retry delay; doubles up to backoff_cap
     backoff_cap: float = 60.0
     retry_after_cap: float = 600.0  # never wait longer than this on a server's word
@@ -150,6 +152,13 @@ class RunSettings:
     # allowance: httpx's read timeout restarts on every chunk, this bounds the whole file.
     download_min_rate: float = 64 * 1024
     download_grace: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.poll_min > self.poll_max:
+            raise ConfigError(
+                f"the shortest poll interval ({self.poll_min:g} s, --poll-min) is longer than"
+                f" the longest ({self.poll_max:g} s, --poll-max)"
+            )
 
     @classmethod
     def merged(
@@ -176,6 +185,10 @@ class RunSettings:
         return Backoff(
             base=self.backoff_base, cap=self.backoff_cap, retry_after_cap=self.retry_after_cap
         )
+
+    @property
+    def poll_policy(self) -> PollPolicy:
+        return PollPolicy(floor=self.poll_min, cap=self.poll_max, delay=self.poll_delay)
 
     @property
     def timeouts(self) -> Timeouts:

@@ -157,7 +157,7 @@ def _status(http: httpx.Client, srv: RunningEmulator, rid: str) -> dict[str, Any
 
 
 def test_status_walks_the_queue(srv: RunningEmulator, clock: FakeClock, http: httpx.Client) -> None:
-    reset(srv, clock, slots=1, speed=1.0)  # 5 s of processing per default clip
+    reset(srv, clock, slots=1, speed=1.0, spread=0.0)  # 5 s of processing per default clip
     ids = [submit(http, srv, {"prompt": f"p{i}"}).json()["request_id"] for i in range(3)]
     first = [_status(http, srv, rid) for rid in ids]
     assert [s["status"] for s in first] == ["in_progress", "in_queue", "in_queue"]

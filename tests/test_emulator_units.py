@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from batcher.emulator import (
     parse_faults,
     request_id_for,
 )
+from batcher.emulator.config import draw_render_time, parse_render_time
 from batcher.emulator.faults import unit
 from batcher.emulator.files import ByteRange, Signer, Unsatisfiable, clips, parse_range, pick_clip
 from batcher.emulator.journal import Journal
@@ -207,3 +209,44 @@ def test_journal_skips_torn_lines(tmp_path: Path) -> None:
         fh.write('{"event": "tor')  # killed mid-write
     journal.append({"event": "b"})
     assert [e["event"] for e in journal.load()] == ["a", "b"]
+
+
+# -- render times ------------------------------------------------------------------------
+
+
+def test_render_times_are_seeded_spread_and_replayable() -> None:
+    cfg = EmulatorConfig(seed=3, speed=2.0, spread=0.3)
+    draws = [draw_render_time(cfg, 5.0, seq) for seq in range(400)]
+    assert draws == [draw_render_time(cfg, 5.0, seq) for seq in range(400)]  # a replay agrees
+    assert draws != [
+        draw_render_time(EmulatorConfig(seed=4, speed=2.0), 5.0, s) for s in range(400)
+    ]
+    assert 9.0 < statistics.median(draws) < 11.0  # around duration x speed
+    assert min(draws) < 8.0 and max(draws) > 12.5  # with real spread
+    assert {draw_render_time(EmulatorConfig(spread=0.0, speed=2.0), 5.0, s) for s in range(9)} == {
+        10.0
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "low", "high", "median"),
+    [
+        ("uniform:30:60", 30.0, 60.0, 45.0),
+        ("lognormal:60:0.5", 5.0, 600.0, 60.0),
+        ("fixed:7", 7, 7, 7),
+    ],
+)
+def test_render_time_distributions(spec: str, low: float, high: float, median: float) -> None:
+    cfg = EmulatorConfig(render_time=spec, speed=99.0)  # speed and spread no longer apply
+    draws = [draw_render_time(cfg, 5.0, seq) for seq in range(2000)]
+    assert low <= min(draws) and max(draws) <= high
+    assert statistics.median(draws) == pytest.approx(median, rel=0.08)
+
+
+@pytest.mark.parametrize(
+    "spec", ["uniform:60:30", "uniform:1", "gamma:1:2", "lognormal:a:b", "fixed:-1", "uniform"]
+)
+def test_a_bad_render_time_is_refused_naming_the_forms(spec: str) -> None:
+    with pytest.raises(ValueError, match="render time"):
+        EmulatorConfig(render_time=spec)
+    assert parse_render_time("") is None

@@ -97,7 +97,7 @@ async def test_an_unexpected_error_while_polling_is_followed_again(tmp_path: Pat
     faulty: list[Faulty] = []
 
     def wrap(api: Any) -> Faulty:
-        faulty.append(Faulty(api, "status", RuntimeError("a garbled answer"), times=3))
+        faulty.append(Faulty(api, "result", RuntimeError("a garbled answer"), times=3))
         return faulty[0]
 
     summary = await h.run(wrap_api=wrap, sleep=quick)

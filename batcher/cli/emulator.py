@@ -64,6 +64,19 @@ from batcher.emulator.server import EmulatorServer
     default=0.0,
     help="Seconds /result lags behind /status (a finished render still shows running).",
 )
+@click.option(
+    "--spread",
+    type=click.FloatRange(0),
+    default=0.25,
+    show_default=True,
+    help="Render times vary lognormally around duration x speed with this sigma (0: exact).",
+)
+@click.option(
+    "--render-time",
+    default="",
+    metavar="uniform:LO:HI|lognormal:MEDIAN:SIGMA|fixed:S",
+    help="Draw each render's seconds from this (seeded) instead of --speed and --spread.",
+)
 def emulator(
     host: str,
     port: int,
@@ -79,6 +92,8 @@ def emulator(
     persist: Path | None,
     balance: float | None,
     result_lag: float,
+    spread: float,
+    render_time: str,
 ) -> None:
     """Serve the built-in RunComfy Model API emulator (Ctrl-C to stop)."""
     try:
@@ -94,6 +109,8 @@ def emulator(
             persist_path=persist,
             balance_usd=balance,
             result_lag=result_lag,
+            spread=spread,
+            render_time=render_time,
         )
         server = EmulatorServer(config, host=host, port=port, files_host=files_host)
     except FaultSpecError as exc:
@@ -105,7 +122,8 @@ def emulator(
     click.echo(f"RUNCOMFY_BASE_URL={server.base_url}")
     cfg = server.app.emulator.config
     token_note = "only the --token given" if token else "any non-empty bearer token"
-    err(f"emulator: seed {seed}, faults: {cfg.faults}, {slots} slot(s), speed {speed:g}")
+    timing = render_time or f"speed {speed:g}, spread {spread:g}"
+    err(f"emulator: seed {seed}, faults: {cfg.faults}, {slots} slot(s), {timing}")
     err(f"emulator: accepts {token_note}; stats at {server.base_url}/_emulator/stats")
     err("emulator: Ctrl-C to stop")
     try:

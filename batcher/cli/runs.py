@@ -84,7 +84,14 @@ def _run_options(fn: Any) -> Any:
             "--poll-max",
             type=click.FloatRange(0.01),
             default=None,
-            help="Longest poll interval in seconds (default 30).",
+            help="Longest poll interval in seconds (default 60).",
+        ),
+        click.option(
+            "--poll-delay",
+            type=click.FloatRange(0.01),
+            default=None,
+            help="Mean seconds from a render's finish to its download that polling aims at"
+            " (default 3%% of the typical render time, at least --poll-min).",
         ),
         click.option(
             "--backoff-base",
@@ -140,6 +147,7 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
         "deadline",
         "poll_min",
         "poll_max",
+        "poll_delay",
         "backoff_base",
         "submit_interval",
         "connect_timeout",

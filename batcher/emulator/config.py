@@ -7,6 +7,8 @@ sleeping; nothing here reads the environment.
 
 from __future__ import annotations
 
+import math
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -48,6 +50,8 @@ class EmulatorConfig:
     persist_path: Path | str | None = None  # append-only journal of requests (JSON lines)
     balance_usd: float | None = None  # None: unlimited; else 402/400002 once spent
     result_lag: float = 0.0  # /result shows each request as it was this many seconds ago
+    spread: float = 0.25  # lognormal sigma of render times around duration x speed
+    render_time: str = ""  # overrides speed and spread: uniform:LO:HI, lognormal:MEDIAN:SIGMA
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep  # used by the `slow` fault
 
@@ -56,6 +60,9 @@ class EmulatorConfig:
             raise ValueError(f"slots must be at least 1, got {self.slots}")
         if self.speed < 0 or self.queue_delay < 0 or self.result_lag < 0:
             raise ValueError("speed, queue_delay and result_lag must not be negative")
+        if self.spread < 0:
+            raise ValueError(f"spread must not be negative, got {self.spread}")
+        parse_render_time(self.render_time)  # raises ValueError on a bad spec
         if self.url_ttl < 0:
             raise ValueError(f"url_ttl must not be negative, got {self.url_ttl}")
         if self.token is not None and not self.token.strip():
@@ -80,3 +87,39 @@ class EmulatorConfig:
     def has(self, variant: str) -> bool:
         """True when `variant` is switched on."""
         return variant in self.variants
+
+
+RENDER_TIMES = ("uniform:LO:HI", "lognormal:MEDIAN:SIGMA", "fixed:SECONDS")
+
+
+def parse_render_time(spec: str) -> tuple[str, float, float] | None:
+    """`uniform:30:60` -> ("uniform", 30, 60); "" -> None (duration x speed, with spread)."""
+    if not spec.strip():
+        return None
+    kind, _, rest = spec.strip().partition(":")
+    try:
+        numbers = [float(x) for x in rest.split(":")] if rest else []
+    except ValueError:
+        numbers = []
+    want = {"uniform": 2, "lognormal": 2, "fixed": 1}.get(kind)
+    if want is None or len(numbers) != want or any(n < 0 for n in numbers):
+        raise ValueError(f"render time {spec!r}: expected one of {', '.join(RENDER_TIMES)}")
+    if kind == "uniform" and numbers[0] > numbers[1]:
+        raise ValueError(f"render time {spec!r}: LO must not exceed HI")
+    a = numbers[0]
+    return kind, a, numbers[1] if want == 2 else a
+
+
+def draw_render_time(config: EmulatorConfig, duration: float, seq: int) -> float:
+    """Seconds of processing for the `seq`-th request: seeded, so a replay draws the same."""
+    rng = random.Random(f"batcher-emulator-render\x00{config.seed}\x00{seq}")
+    spec = parse_render_time(config.render_time)
+    if spec is None:
+        typical = duration * config.speed
+        return typical * math.exp(rng.gauss(0.0, config.spread)) if config.spread else typical
+    kind, a, b = spec
+    if kind == "uniform":
+        return rng.uniform(a, b)
+    if kind == "lognormal":
+        return a * math.exp(rng.gauss(0.0, b))
+    return a

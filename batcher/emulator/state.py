@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from batcher.emulator.config import EmulatorConfig
+from batcher.emulator.config import EmulatorConfig, draw_render_time
 from batcher.emulator.faults import Fault
 from batcher.emulator.files import Signer, pick_clip
 from batcher.emulator.journal import Journal
@@ -202,7 +202,7 @@ class Emulator:
             Submission(r.request_id, r.payload_sha256, r.identity, r.model, r.created_at)
         )
         duration = float(r.payload.get("duration", 5))
-        processing = duration * self.config.speed
+        processing = draw_render_time(self.config, duration, r.seq)
         self.schedule.add(r.request_id, r.created_at + self.config.queue_delay, processing)
 
     def _replay(self, events: list[dict[str, Any]]) -> None:

@@ -59,6 +59,17 @@ class ModelSchema:
         value = payload.get("duration", self.default("duration"))
         return float(value) if isinstance(value, int | float) else DEFAULT_SECONDS
 
+    def render_group(self, payload: Mapping[str, Any]) -> str:
+        """Which renders share a render-time distribution: this model at this length of
+        video (the parameters named by `x-render-time-by`, default the duration)."""
+        names = self.schema.get("x-render-time-by", ["duration"])
+        parts = [self.model_id]
+        for name in names if isinstance(names, list) else []:
+            value = payload.get(name, self.default(name))
+            if value is not None:
+                parts.append(f"{name}={value}")
+        return " ".join(parts)
+
     def expected_bytes(self, payload: Mapping[str, Any]) -> int:
         """A generous guess of the bytes one request's files take on disk."""
         rate = self.schema.get("x-output-bytes-per-second", DEFAULT_BYTES_PER_SECOND)

@@ -12,7 +12,13 @@ from batcher.store.db import Store, plan_marks
 from batcher.store.ledger import SqliteLedger, rescue_path, rescued_entries
 from batcher.store.placement import output_path, sidecar_path, version_stem
 from batcher.store.rows import REMOVED, FileMove, Job, RunInfo, SyncResult
-from batcher.store.schema import m001_initial, m002_attempt_floor, m003_file_moves, migrations
+from batcher.store.schema import (
+    m001_initial,
+    m002_attempt_floor,
+    m003_file_moves,
+    m004_render_times,
+    migrations,
+)
 
 __all__ = [
     "REMOVED",
@@ -25,6 +31,7 @@ __all__ = [
     "m001_initial",
     "m002_attempt_floor",
     "m003_file_moves",
+    "m004_render_times",
     "migrations",
     "output_path",
     "plan_marks",

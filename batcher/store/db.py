@@ -475,6 +475,20 @@ class Store(Reader):
         )
 
     @state_errors
+    def add_render_time(self, group: str, seconds: float, *, keep: int = 500) -> None:
+        """What one render of `group` took; only the newest `keep` of a group are kept."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO render_times (grp, seconds, at) VALUES (?, ?, ?)",
+                (group, seconds, self._clock()),
+            )
+            c.execute(
+                "DELETE FROM render_times WHERE grp = ? AND id NOT IN"
+                " (SELECT id FROM render_times WHERE grp = ? ORDER BY at DESC, id DESC LIMIT ?)",
+                (group, group, keep),
+            )
+
+    @state_errors
     def set_outputs(self, job_id: int, outputs: Sequence[OutputFile], *, reason: str) -> None:
         """Replace a job's recorded files (e.g. an old version's file moved aside)."""
         data = json.dumps([o.__dict__ for o in outputs])

@@ -171,6 +171,12 @@ class SqliteLedger:
                 fh.flush()
                 os.fsync(fh.fileno())
 
+    def render_times(self, groups: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
+        return self.store.render_times(groups)
+
+    def render_time(self, group: str, seconds: float) -> None:
+        self.store.add_render_time(group, seconds)
+
     def started(self, job: Job) -> bool:
         return self.store.transition(job.id, S.QUEUED, S.RUNNING)
 

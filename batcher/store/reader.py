@@ -160,6 +160,25 @@ class Reader:
         ]
 
     @state_errors
+    def render_times(
+        self, groups: Iterable[str] | None = None
+    ) -> dict[str, list[tuple[float, float]]]:
+        """(seconds, when seen) of the renders seen, by group (every group when None)."""
+        if groups is None:
+            rows = self._conn.execute("SELECT grp, seconds, at FROM render_times ORDER BY id")
+        else:
+            wanted = sorted(set(groups))
+            marks = ",".join("?" * len(wanted))
+            rows = self._conn.execute(
+                f"SELECT grp, seconds, at FROM render_times WHERE grp IN ({marks}) ORDER BY id",
+                wanted,
+            )
+        found: dict[str, list[tuple[float, float]]] = {}
+        for r in rows:
+            found.setdefault(r["grp"], []).append((r["seconds"], r["at"]))
+        return found
+
+    @state_errors
     def pending_moves(self, run: str) -> list[FileMove]:
         """Recorded file moves of a run not carried out yet, in the order they were planned."""
         rows = self._conn.execute(

@@ -72,3 +72,17 @@ def m003_file_moves(db: sqlite_utils.Database) -> None:
         CREATE INDEX file_moves_planned ON file_moves(state) WHERE state = 'planned';
         """
     )
+
+
+@migrations()
+def m004_render_times(db: sqlite_utils.Database) -> None:
+    # What renders took, per group of renders that share a render-time distribution (a
+    # model and the parameters that drive it), so a later run polls knowing them.
+    db.executescript(
+        """
+        CREATE TABLE render_times (
+            id INTEGER PRIMARY KEY, grp TEXT NOT NULL, seconds REAL NOT NULL, at REAL NOT NULL
+        );
+        CREATE INDEX render_times_grp ON render_times(grp, at);
+        """
+    )
