@@ -24,6 +24,7 @@ Invariants:
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -287,14 +288,19 @@ class Lifecycle:
                 else:
                     age = now - render_from
                     due = render_from + self.planner.next_age(group, last=last, age=age, now=now)
-                if due > now and not await self._nap(due - now, key, group.news):
-                    continue  # news of the group: plan again with what it taught
+                if due > now:
+                    # At most `poll_max` at a time: a wall clock set back does not stall it.
+                    if not await self._nap(min(due - now, self.cfg.poll_max), key, group.news):
+                        continue  # news of the group: plan again with what it taught
+                    if self.clock() < due:
+                        continue
                 await self.breaker.wait()
                 try:
                     st = await self.api.result(handle)
                 except errors.BatcherError as exc:
                     if not self._poll_error(job, state, exc, slot):
                         return
+                    hold_until = self.clock() + self.cfg.poll_min  # never a tight loop
                     continue
                 self.breaker.success()
                 polled, hold_until, now = True, None, self.clock()
@@ -314,11 +320,14 @@ class Lifecycle:
                         self.emit(Event("running", job.key, job.request_id or ""))
                 elif isinstance(st, Succeeded):
                     # The server's own clock is exact when the render was never queued;
-                    # else the finish lies between the last two polls.
+                    # else the finish lies between the last two polls (only known when
+                    # this process saw it unfinished: a job resumed late teaches nothing).
                     took = st.elapsed if st.elapsed is not None and not seen_queued else None
-                    if took is None:
+                    if took is None and last is not None:
                         took = (last_at + now) / 2 - render_from
-                    self._learn(key, group, took)
+                    if took is not None:
+                        self._learn(key, group, took)
+                    group.end(job.id)  # its download is not render time
                     moved = self.ledger.rendered(job, state)
                     slot.release()  # files are not the API's work: free the slot for the next
                     if moved:
@@ -342,6 +351,8 @@ class Lifecycle:
         return self.planner.group(key)
 
     def _learn(self, key: str, group: RenderTimes, seconds: float) -> None:
+        if not (math.isfinite(seconds) and seconds > 0):
+            return  # a clock set back, say: nothing to keep
         news = group.news
         group.add(seconds)
         try:
@@ -376,7 +387,7 @@ class Lifecycle:
         should take, once the render time of its kind is known; else after a quarter of the
         time it has waited so far (a long queue costs few requests)."""
         wait: float | None = None
-        if group.weight > 0:
+        if group.known:
             if position is None:  # /result carries no position: /status may
                 try:
                     st = await self.api.status(handle)

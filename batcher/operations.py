@@ -8,12 +8,14 @@ leaves it alone.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from batcher import errors
 from batcher.models import JobState
+from batcher.polling import PollPolicy, RenderTimes
 from batcher.session import open_api
 from batcher.settings import ApiSettings
 from batcher.store import Job, Store, rescued_entries
@@ -71,7 +73,44 @@ def status_data(store: Store, run: str | None) -> dict[str, Any]:
                 ),
             }
         )
-    return {"state": str(store.path), "runs": out}
+    models = sorted({store.run_info(r["run"]).model for r in out})
+    return {
+        "state": str(store.path),
+        "runs": out,
+        "render_times": render_times(store, models, now=time.time()),
+    }
+
+
+def render_times(store: Store, models: Sequence[str], *, now: float) -> list[dict[str, Any]]:
+    """What renders of these models took, by group (as polling weighs them: older nights
+    count less): p10 / p50 / p90 seconds and how many renders were seen."""
+    out = []
+    for group, samples in sorted(store.render_times().items()):
+        if not any(group == m or group.startswith(f"{m} ") for m in models):
+            continue
+        times = RenderTimes(PollPolicy())
+        times.remember(samples, now)
+        q = times.quantiles()
+        if q is not None:
+            out.append(
+                {
+                    "group": group,
+                    "renders": len(samples),
+                    "p10": round(q.p10, 1),
+                    "p50": round(q.p50, 1),
+                    "p90": round(q.p90, 1),
+                }
+            )
+    return out
+
+
+def render_time_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per group: `GROUP: p10 32 s, p50 45 s, p90 57 s (30 renders)`."""
+    return [
+        f"{e['group']}: p10 {e['p10']:g} s, p50 {e['p50']:g} s, p90 {e['p90']:g} s"
+        f" ({e['renders']} render{'s' if e['renders'] != 1 else ''})"
+        for e in entries
+    ]
 
 
 async def cancel_runs(store: Store, run: str | None, *, base_url: str | None) -> list[str]:

@@ -17,10 +17,11 @@ The model, per group (one model and the parameters that drive its render time):
   gives Δ = sqrt(2 / (λ h)). The next poll is where the density integrated from the last
   poll reaches 1, within [floor, cap]; c is chosen so the mean delay over the renders seen
   meets the target (`delay`, else `share` of the median render time, at least `floor`).
-- Cold (no render of the group seen yet): the prior alone would poll every job some twenty
-  times before anything is known. Instead the group as a whole makes about `probes` polls
-  per `cold_share` of its oldest render's age, spread over its renders at random phases;
-  the first finish is news that makes every waiting render plan again.
+- Cold (nothing, or only old nights, of the group seen): the prior alone would poll every
+  job some twenty times before anything is known. Instead the group as a whole makes about
+  `probes` polls per `cold_share` of its renders' median age, spread over its renders at
+  random phases (and no render more often than every `solo_share` of its age); the first
+  finish is news that makes every waiting render plan again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 DAY = 86400.0
+MAX_CANDIDATES = 64  # next-poll ages weighed per age (evenly thinned beyond)
+MAX_GRID = 1000  # ages in one group's planning grid
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,14 +46,16 @@ class PollPolicy:
     delay: float | None = None  # target mean delay (s); None: `share` of the median
     share: float = 0.03
     probes: float = 3.0  # cold: group polls per `cold_share` of the oldest age
-    cold_share: float = 0.1
+    cold_share: float = 0.07
+    solo_share: float = 0.15  # cold: no render polled more often than this share of its age
     prior_low: float = 0.2  # the prior: log-uniform over these render times (s)
     prior_high: float = 7200.0
-    prior_weight: float = 1.0
+    prior_weight: float = 0.1  # a tenth of a render: enough to keep tails open
     half_life: float = 7 * DAY  # earlier nights' samples weigh half as much per this
-    bandwidth: float = 0.1  # the estimation window's half-width, as a share of the age
+    bandwidth: float = 0.15  # the estimation window's half-width, as a share of the age
     min_bandwidth: float = 0.25
     min_events: float = 3.0  # renders seen finishing that a hazard estimate rests on
+    known_from: float = 1.0  # sample weight from which a group plans on what it saw
     max_samples: int = 500  # per group; the lightest go first
 
     def __post_init__(self) -> None:
@@ -77,6 +82,8 @@ class RenderTimes:
         self.p = policy
         self._ages: list[float] = []  # sorted sample render times
         self._weights: list[float] = []  # their weights, same order
+        self._order: list[int] = []  # when each was added, same order
+        self._count = 0
         self._cw: list[float] = [0.0]  # prefix sums of weights
         self._cwa: list[float] = [0.0]  # ... of weight x age
         self._live: dict[Hashable, float] = {}  # render -> when it could begin
@@ -97,9 +104,11 @@ class RenderTimes:
         i = bisect_right(self._ages, seconds)
         self._ages.insert(i, seconds)
         self._weights.insert(i, weight)
-        if len(self._ages) > self.p.max_samples:
-            j = min(range(len(self._weights)), key=self._weights.__getitem__)
-            del self._ages[j], self._weights[j]
+        self._order.insert(i, self._count)
+        self._count += 1
+        if len(self._ages) > self.p.max_samples:  # the lightest go, the earliest seen first
+            j = min(range(len(self._ages)), key=lambda k: (self._weights[k], self._order[k]))
+            del self._ages[j], self._weights[j], self._order[j]
         self._cw = _prefix(self._weights)
         self._cwa = _prefix(w * a for w, a in zip(self._weights, self._ages, strict=True))
         # The window narrows as samples accumulate (n^-1/3, from `bandwidth` at 30).
@@ -134,8 +143,19 @@ class RenderTimes:
         return self._cw[-1]
 
     @property
+    def known(self) -> bool:
+        """Enough seen to plan on (a render's worth of weight: a month-old night's samples
+        alone are not; the group then probes as if new, and learns again)."""
+        return self._cw[-1] >= self.p.known_from
+
+    @property
     def running(self) -> int:
         return len(self._live)
+
+    def typical_age(self, now: float) -> float:
+        """Median age of the renders running (0 when none): one render resumed hours
+        late does not set the pace of a group's probes."""
+        return now - self._starts[len(self._starts) // 2] if self._starts else 0.0
 
     def oldest(self, now: float) -> float:
         """Age of the longest-running render (0 when none)."""
@@ -154,13 +174,26 @@ class RenderTimes:
         i = min(bisect_left(self._cw, target, lo=1) - 1, len(self._ages) - 1)
         return self._ages[max(i, 0)]
 
-    def target_delay(self) -> float:
-        """The mean delay after a finish that polling aims at."""
+    def target_delay(self, now: float = 0.0) -> float:
+        """The mean delay after a finish that polling aims at: `share` of the typical
+        render time (the estimate's median, renders still running included: the first
+        finishes of a night are its fastest), at least `floor`."""
+        if self.p.delay is not None or not self._ages:
+            wanted = self._wanted_delay()
+        else:
+            table = self._table(now)
+            half = bisect_left([-s for s in table.surv], -0.5)
+            typical = table.ages[min(half, len(table.ages) - 1)]
+            wanted = min(max(self.p.floor, self.p.share * typical), self.p.cap / 2)
+        return max(wanted, self._table(now).least_delay if self._ages else 0.0)
+
+    def _wanted_delay(self) -> float:
+        """The delay aimed at, from the samples alone (the grid's fineness follows it)."""
         if self.p.delay is not None:
-            return self.p.delay
+            return max(self.p.floor, self.p.delay)  # polls a floor apart wait floor/2 at best
         q = self.quantiles()
         typical = q.p50 if q is not None else 0.0
-        return max(self.p.floor, self.p.share * typical)
+        return min(max(self.p.floor, self.p.share * typical), self.p.cap / 2)
 
     # -- the estimate ----------------------------------------------------------------------
     def hazard(self, t: float, now: float) -> float:
@@ -217,7 +250,9 @@ class RenderTimes:
         return max(self._ages[-1] if self._ages else 0.0, self.oldest(now))
 
     def _key(self, now: float) -> tuple[int, int, int, int]:
-        return (self._added, len(self._ages), len(self._live), int(now // 2))
+        """When the estimate is worth working out again: every 2 s of clock, and at once
+        when what is known has doubled (so a busy night does not redo it per poll)."""
+        return (self._added.bit_length(), len(self._ages).bit_length(), 0, int(now // 2))
 
     def _table(self, now: float) -> _Table:
         """Ages on a grid with the survival and the mean-age integral up to each."""
@@ -226,10 +261,13 @@ class RenderTimes:
             return self._tables[1]
         edge = self.frontier(now)
         horizon = edge + 2 * self.p.cap
+        # Steps fine enough for the delay aimed at (a poll can only land on the grid),
+        # but never more than MAX_GRID of them.
+        fine = max(self._wanted_delay() / 2, horizon / MAX_GRID)
         ts, surv, mean = [0.0], [1.0], [0.0]
         t, cum = 0.0, 0.0
         while t < horizon:
-            step = max(self.p.floor / 4, 0.02 * t)
+            step = min(max(self.p.floor / 4, 0.02 * t), self.p.cap / 4, fine)
             mid = min(t + step / 2, edge)  # the hazard is held past the frontier
             cum += step * self.hazard(mid, now)
             s = math.exp(-cum)
@@ -237,7 +275,7 @@ class RenderTimes:
             t += step
             ts.append(t)
             surv.append(s)
-        table = _Table(ts, surv, mean)
+        table = _Table(ts, surv, mean, 2 * fine)
         self._tables = (key, table)
         return table
 
@@ -260,9 +298,9 @@ class RenderTimes:
         key = (self._added.bit_length(), len(self._ages).bit_length(), int(now // 60))
         if self._lams is not None and self._lams[0] == key:
             return self._lams[1]
-        table, target = self._table(now), self.target_delay()
+        table, target = self._table(now), self.target_delay(now)
         lo, hi = 1e-3, 1e4  # more lam, more requests, less delay
-        for _ in range(24):
+        for _ in range(14):
             mid = math.sqrt(lo * hi)
             if _mean_delay(table, _plan(table, mid, self.p.floor, self.p.cap)) > target:
                 lo = mid
@@ -289,6 +327,7 @@ class _Table:
     ages: list[float]
     surv: list[float]  # chance of still running at each age
     mean: list[float]  # integral of t dF(t) up to each age
+    least_delay: float  # the finest mean delay its grid can deliver
 
 
 def _plan(table: _Table, lam: float, floor: float, cap: float) -> list[int]:
@@ -300,13 +339,12 @@ def _plan(table: _Table, lam: float, floor: float, cap: float) -> list[int]:
     for i in range(n - 2, -1, -1):
         best, arg = math.inf, last
         ti, si, mi = ts[i], surv[i], mean[i]
-        j = bisect_left(ts, ti + floor, lo=i + 1)
-        while j < n and ts[j] - ti <= cap:
-            tj = ts[j]
-            c = si + lam * (tj * (si - surv[j]) - (mean[j] - mi)) + cost[j]
+        first = bisect_left(ts, ti + floor, lo=i + 1)
+        end = bisect_right(ts, ti + cap, lo=first)
+        for j in range(first, end, max(1, (end - first) // MAX_CANDIDATES)):
+            c = si + lam * (ts[j] * (si - surv[j]) - (mean[j] - mi)) + cost[j]
             if c < best:
                 best, arg = c, j
-            j += 1
         if best == math.inf:  # nothing within reach on the grid: its end
             best = si + lam * (ts[last] * (si - surv[last]) - (mean[last] - mi))
         cost[i], nxt[i] = best, arg
@@ -350,9 +388,11 @@ class Planner:
         """The render age at which to poll next, given the age at the last poll (None:
         never polled) and the age now. Never earlier than now; a poll is due when equal."""
         p = self.policy
-        if group.weight <= 0:  # cold: the group probes together, at random phases
-            per_group = max(p.floor, p.cold_share * group.oldest(now)) / p.probes
-            interval = min(p.cap, max(p.floor, per_group * max(1, group.running)))
+        if not group.known:  # cold: the group probes together, at random phases
+            typical = group.typical_age(now)
+            per_group = max(p.floor, p.cold_share * typical) / p.probes
+            per_job = max(per_group * max(1, group.running), p.solo_share * typical)
+            interval = min(p.cap, max(p.floor, per_job))
             if last is None:
                 return max(age, self.rng.uniform(0.0, interval))
             return max(age, last + interval)

@@ -10,7 +10,13 @@ import click
 
 from batcher.cli.common import handle_errors, state_option
 from batcher.models import JobState
-from batcher.operations import cancel_runs, refetch_missing, retry_jobs, status_data
+from batcher.operations import (
+    cancel_runs,
+    refetch_missing,
+    render_time_lines,
+    retry_jobs,
+    status_data,
+)
 from batcher.store import Store
 
 
@@ -54,6 +60,10 @@ def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
             click.echo(f"  {job['state']:<8} {job['key']}{rid}: {job['error'] or ''}")
     if not data["runs"]:
         click.echo("no runs yet")
+    if data["render_times"]:
+        click.echo("render times seen (polling and the ETA use them):")
+        for line in render_time_lines(data["render_times"]):
+            click.echo(f"  {line}")
 
 
 @click.command()

@@ -38,8 +38,11 @@ class Progress:
         *,
         live: bool,
         verbose: bool = False,
+        typical_render: float | None = None,
+        concurrency: int = 1,
     ) -> None:
         self._counts, self._spend = counts, spend
+        self._typical, self._concurrency = typical_render, max(1, concurrency)
         self._live_on, self._verbose = live, verbose
         self._recent: deque[str] = deque(maxlen=5)
         self._start = time.monotonic()
@@ -80,7 +83,12 @@ class Progress:
         elapsed = max(time.monotonic() - self._start, 1e-6)
         rate = (done - self._done_at_start) / elapsed * 60
         left = total - done - counts.get("failed", 0) - counts.get("cancelled", 0)
-        eta = f"{left / rate:.1f} min" if rate > 0 and left else "-"
+        eta = "-"
+        if rate > 0 and left:
+            eta = f"{left / rate:.1f} min"
+        elif self._typical and left:  # nothing finished yet: what earlier renders took
+            waves = -(-left // self._concurrency)
+            eta = f"~{waves * self._typical / 60:.1f} min (from render times seen)"
         table = Table(title="batcher", show_header=False, box=None)
         table.add_row("jobs", "  ".join(f"{s} {counts[s]}" for s in ORDER if counts.get(s)))
         table.add_row(

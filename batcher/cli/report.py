@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -17,6 +19,7 @@ import click
 from batcher.cli.common import handle_errors, state_option
 from batcher.errors import StateError
 from batcher.models import JobRecord
+from batcher.operations import render_time_lines, render_times
 from batcher.report import render_csv, render_html, render_jsonl, render_yaml
 from batcher.store import Store
 
@@ -60,11 +63,17 @@ def report_path(output: str | None, run_out_dir: str, fmt: str) -> Path:
 
 
 def render(
-    records: list[JobRecord], fmt: str, *, page_dir: Path, title: str, partial: bool = False
+    records: list[JobRecord],
+    fmt: str,
+    *,
+    page_dir: Path,
+    title: str,
+    partial: bool = False,
+    render_times: Sequence[str] = (),
 ) -> str:
     """The report text of `records` in `fmt` (html sources relative to `page_dir`)."""
     if fmt == "html":
-        return render_html(records, out_dir=page_dir, title=title)
+        return render_html(records, out_dir=page_dir, title=title, render_times=render_times)
     if fmt == "csv":
         return render_csv(records)
     if fmt == "jsonl":
@@ -76,9 +85,20 @@ def write_html_report(store: Store, run: str, output: Path | None) -> Path:
     """Write the HTML report of `run` (default `<run out_dir>/report.html`); its path."""
     run = pick_run(store, run)
     path = report_path(None if output is None else str(output), store.run_info(run).out_dir, "html")
-    text = render(store.records(run), "html", page_dir=path.parent, title=f"batcher: {run}")
+    text = render(
+        store.records(run),
+        "html",
+        page_dir=path.parent,
+        title=f"batcher: {run}",
+        render_times=_render_times(store, run),
+    )
     write_text(path, text)
     return path
+
+
+def _render_times(store: Store, run: str) -> list[str]:
+    model = store.run_info(run).model
+    return render_time_lines(render_times(store, [model], now=time.time()))
 
 
 @click.command()
@@ -113,15 +133,19 @@ def report(run: str | None, fmt: str, output: str | None, partial: bool, state_p
         name = pick_run(store, run)
         records = store.records(name)
         run_out = store.run_info(name).out_dir
+        times = _render_times(store, name) if fmt == "html" else []
     title = f"batcher: {name}"
     to_stdout = output == "-" or (output is None and fmt != "html")
     if to_stdout:
-        text = render(records, fmt, page_dir=Path.cwd(), title=title, partial=partial)
+        text = render(
+            records, fmt, page_dir=Path.cwd(), title=title, partial=partial, render_times=times
+        )
         click.echo(text, nl=False)
         return
     path = report_path(output, run_out, fmt)
     page_dir = path.parent.resolve()
-    write_text(path, render(records, fmt, page_dir=page_dir, title=title, partial=partial))
+    text = render(records, fmt, page_dir=page_dir, title=title, partial=partial, render_times=times)
+    write_text(path, text)
     click.echo(f"{fmt} report of run {name!r} ({len(records)} job versions): {path}")
 
 

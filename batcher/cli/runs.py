@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from batcher.cli.progress import Progress
 from batcher.errors import AuthError, UsageError
 from batcher.jobfile import load_jobfile
 from batcher.models import UNFINISHED, JobState
+from batcher.operations import render_times
 from batcher.scheduler import Summary
 from batcher.session import (
     check_distinct_runs,
@@ -193,11 +195,15 @@ def _drive(
     """Drive runs that share settings, print the summary; returns the exit code."""
     out_dirs = {r: Path(store.run_info(r).out_dir) for r in runs}
     live = sys.stderr.isatty() and not kw.get("no_progress")
+    models = sorted({store.run_info(r).model for r in runs})
+    seen = render_times(store, models, now=time.time())
     progress = Progress(
         lambda: store.counts(runs),
         lambda: store.committed_spend(runs),
         live=live,
         verbose=bool(kw.get("verbose")),
+        typical_render=max((e["p50"] for e in seen), default=None),
+        concurrency=settings.concurrency,
     )
     with progress:
         summary = anyio.run(

@@ -102,7 +102,8 @@ def parse_render_time(spec: str) -> tuple[str, float, float] | None:
     except ValueError:
         numbers = []
     want = {"uniform": 2, "lognormal": 2, "fixed": 1}.get(kind)
-    if want is None or len(numbers) != want or any(n < 0 for n in numbers):
+    finite = all(math.isfinite(n) for n in numbers)
+    if want is None or len(numbers) != want or not finite or any(n < 0 for n in numbers):
         raise ValueError(f"render time {spec!r}: expected one of {', '.join(RENDER_TIMES)}")
     if kind == "uniform" and numbers[0] > numbers[1]:
         raise ValueError(f"render time {spec!r}: LO must not exceed HI")

@@ -306,7 +306,12 @@ def _grid_data(gid: str, group: Group, index_of: Mapping[int, int]) -> dict[str,
     }
 
 
-def _header(title: str, current: Sequence[JobRecord], all_states: Iterable[JobState]) -> str:
+def _header(
+    title: str,
+    current: Sequence[JobRecord],
+    all_states: Iterable[JobState],
+    render_times: Sequence[str] = (),
+) -> str:
     counts = Counter(r.state for r in current)
     present = set(all_states)
     done = [r for r in current if r.state is JobState.DONE]
@@ -330,7 +335,13 @@ def _header(title: str, current: Sequence[JobRecord], all_states: Iterable[JobSt
         f'<header class="top"><h1>{esc(title)}</h1>'
         f'<p class="summary">run {esc(", ".join(runs) or DASH)}{DOT}'
         f"model {esc(', '.join(models) or DASH)}{DOT}{DOT.join(bits)}</p>"
-        f'<div class="controls">{boxes}<input type="search" id="search" '
+        + (
+            f'<p class="summary render-times">render times seen: '
+            f"{DOT.join(esc(line) for line in render_times)}</p>"
+            if render_times
+            else ""
+        )
+        + f'<div class="controls">{boxes}<input type="search" id="search" '
         f'placeholder="search prompts and keys" aria-label="search prompts and keys">'
         f'<span id="shown"></span></div></header>'
     )
@@ -341,9 +352,11 @@ def render_html(
     *,
     out_dir: str | os.PathLike[str],
     title: str | None = None,
+    render_times: Sequence[str] = (),
 ) -> str:
     """The gallery page of `records`; `out_dir` is the folder the page will be saved in
-    (video sources are relative to it)."""
+    (video sources are relative to it). `render_times`: lines saying what renders of the
+    run's models took (shown under the summary)."""
     index_of = {id(r): i for i, r in enumerate(records)}
     current = [r for r in records if r.current]
     superseded = [r for r in records if not r.current]
@@ -384,7 +397,8 @@ def render_html(
         '<meta name="referrer" content="no-referrer">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(name)}</title><style>{asset('page.css')}</style></head><body>"
-        f"{_header(name, current, (r.state for r in records))}<main>{''.join(sections)}</main>"
+        f"{_header(name, current, (r.state for r in records), render_times)}"
+        f"<main>{''.join(sections)}</main>"
         f'<script type="application/json" id="batcher-data">{script_json(data)}</script>'
         f"<script>{asset('page.js')}</script></body></html>\n"
     )
