@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,35 @@ def _runs(store: Store, run: str | None) -> list[str]:
         return store.run_names()
     store.run_info(run)  # raises with the known run names
     return [run]
+
+
+def acting_runs(
+    store: Store,
+    run: str | None,
+    *,
+    every: bool,
+    work: Callable[[str], int],
+    what: str,
+    command: str,
+) -> list[str]:
+    """The runs a command that cancels or resubmits acts on: the one named; every run with
+    `every`; else the one run that has such work (`work(run)` jobs). With several, nothing
+    is touched: a UsageError names them, since one bare command must not stop every
+    project in a shared state, or pay twice across all of them."""
+    if run is not None:
+        return _runs(store, run)
+    names = store.run_names()
+    if every:
+        return names
+    busy = [(name, n) for name in names if (n := work(name)) > 0]
+    if len(busy) <= 1:
+        return [name for name, _ in busy]
+    listed = ", ".join(f"{name} ({n})" for name, n in busy)
+    first = busy[-1][0]
+    raise errors.UsageError(
+        f"{len(busy)} runs have {what}: {listed}; name one (`batcher {command} {first}`) "
+        f"or pass --all to act on every run"
+    )
 
 
 def status_data(store: Store, run: str | None) -> dict[str, Any]:
@@ -113,10 +142,25 @@ def render_time_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
     ]
 
 
-async def cancel_runs(store: Store, run: str | None, *, base_url: str | None) -> list[str]:
+def _cancellable(store: Store, name: str) -> int:
+    local = store.jobs([name], [S.PENDING, S.UNKNOWN])
+    return len(local) + len(store.jobs([name], [S.QUEUED, S.RUNNING], current_only=False))
+
+
+async def cancel_runs(
+    store: Store, run: str | None, *, base_url: str | None, every: bool = False
+) -> list[str]:
     """Cancel pending and unknown jobs locally and queued/running ones remotely."""
     lines: list[str] = []
-    for name in _runs(store, run):
+    runs = acting_runs(
+        store,
+        run,
+        every=every,
+        work=lambda name: _cancellable(store, name),
+        what="jobs to cancel",
+        command="cancel",
+    )
+    for name in runs:
         for job in store.jobs([name], [S.PENDING, S.UNKNOWN]):
             if store.transition(job.id, job.state, S.CANCELLED, error="cancelled by user"):
                 lines.append(
@@ -173,14 +217,34 @@ def missing_files(store: Store, run: str) -> list[Job]:
     return gone
 
 
-def refetch_missing(store: Store, run: str | None) -> list[Job]:
+def refetch_missing(store: Store, runs: Sequence[str]) -> list[Job]:
     """Done jobs whose files were deleted go back to `downloading` (no new render)."""
     moved = []
-    for name in _runs(store, run):
+    for name in runs:
         for job in missing_files(store, name):
             if store.transition(job.id, S.DONE, S.DOWNLOADING, reason="file missing"):
                 moved.append(job)
     return moved
+
+
+def retry_runs(
+    store: Store, run: str | None, states: Sequence[JobState], *, missing: bool, every: bool
+) -> list[str]:
+    """The runs `batcher retry` acts on (see `acting_runs`)."""
+
+    def work(name: str) -> int:
+        found = len(store.jobs([name], states))
+        return found + (len(missing_files(store, name)) if missing else 0)
+
+    kinds = [s.value for s in states] + (["missing files"] if missing else [])
+    return acting_runs(
+        store,
+        run,
+        every=every,
+        work=work,
+        what=f"jobs to retry ({', '.join(kinds)})",
+        command="retry",
+    )
 
 
 def retry_jobs(store: Store, run: str | None, states: Sequence[JobState]) -> list[Job]:

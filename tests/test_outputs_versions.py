@@ -88,7 +88,7 @@ async def test_an_undo_to_a_deleted_archive_is_downloaded_again_not_rendered(
     assert not (tmp_path / "out" / "job-0.mp4").exists()  # v2 left; nothing wrong took it
     assert [j.key for j in missing_files(h.store, "r")] == ["r/job-0"]
     check_output_folder(h.store, "r", deleted=["job-0.mp4"])
-    refetch_missing(h.store, "r")
+    refetch_missing(h.store, ["r"])
     await h.run()
     assert len(h.emulator.submissions) == 2
     assert sha256(tmp_path / "out" / "job-0.mp4") == current(h.store).outputs[0].sha256

@@ -562,7 +562,7 @@ async def test_a_deleted_file_is_noticed_and_downloaded_again(tmp_path: Path) ->
     (tmp_path / "out" / "job-1.mp4").unlink()
     assert [j.key for j in missing_files(h.store, "r")] == ["r/job-1"]
     assert status_data(h.store, "r")["runs"][0]["missing_files"] == ["r/job-1"]
-    assert [j.key for j in refetch_missing(h.store, "r")] == ["r/job-1"]
+    assert [j.key for j in refetch_missing(h.store, ["r"])] == ["r/job-1"]
     await h.run()
     assert (tmp_path / "out" / "job-1.mp4").exists() and len(h.emulator.submissions) == 2
     assert missing_files(h.store, "r") == []

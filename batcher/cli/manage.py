@@ -15,6 +15,7 @@ from batcher.operations import (
     refetch_missing,
     render_time_lines,
     retry_jobs,
+    retry_runs,
     status_data,
 )
 from batcher.store import Store
@@ -66,15 +67,22 @@ def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
             click.echo(f"  {line}")
 
 
+ALL_HELP = (
+    "Act on every run in the state. Without RUN or --all, only the one run that has such"
+    " work is touched; with several, nothing is, and the runs are listed."
+)
+
+
 @click.command()
 @click.argument("run_name", required=False)
+@click.option("--all", "every", is_flag=True, help=ALL_HELP)
 @click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
 @state_option
 @handle_errors
-def cancel(run_name: str | None, base_url: str | None, state_path: Path) -> None:
-    """Cancel queued remote requests and pending local jobs."""
+def cancel(run_name: str | None, every: bool, base_url: str | None, state_path: Path) -> None:
+    """Cancel queued remote requests and pending local jobs of RUN."""
     with Store.open(state_path, create=False) as store:
-        lines = anyio.run(lambda: cancel_runs(store, run_name, base_url=base_url))
+        lines = anyio.run(lambda: cancel_runs(store, run_name, base_url=base_url, every=every))
     for line in lines:
         click.echo(line)
 
@@ -92,17 +100,19 @@ def cancel(run_name: str | None, base_url: str | None, state_path: Path) -> None
 @click.option(
     "--missing", "missing", is_flag=True, help="Done jobs whose files were deleted (re-download)."
 )
+@click.option("--all", "every", is_flag=True, help=ALL_HELP)
 @state_option
 @handle_errors
 def retry(
     run_name: str | None,
+    every: bool,
     failed: bool,
     unknown: bool,
     cancelled: bool,
     missing: bool,
     state_path: Path,
 ) -> None:
-    """Put failed (or unknown / cancelled / missing) jobs back; then `batcher resume`."""
+    """Put failed (or unknown / cancelled / missing) jobs of RUN back; then `batcher resume`."""
     states = [
         s
         for s, on in (
@@ -113,8 +123,9 @@ def retry(
         if on
     ]
     with Store.open(state_path, create=False) as store:
-        moved = retry_jobs(store, run_name, states)
-        fetch = refetch_missing(store, run_name) if missing else []
+        runs = retry_runs(store, run_name, states, missing=missing, every=every)
+        moved = [job for run in runs for job in retry_jobs(store, run, states)]
+        fetch = refetch_missing(store, runs) if missing else []
     click.echo(f"{len(moved)} job(s) back to pending; run `batcher resume` to continue")
     if missing:
         click.echo(f"{len(fetch)} done job(s) with missing files will be downloaded again")
