@@ -77,6 +77,9 @@ class Control(Protocol):
     def returned(self, job: Job) -> None:
         """A claimed job went back to pending without being sent."""
 
+    def billed(self, job: Job, cost: float | None) -> None:
+        """A render is done; `cost` is what the API reported it billed (None: not said)."""
+
 
 class Slot:
     """A remote slot held by one job; given back once, when the job leaves remote states."""
@@ -328,6 +331,7 @@ class Lifecycle:
                     if took is not None:
                         self._learn(key, group, took)
                     group.end(job.id)  # its download is not render time
+                    self.control.billed(job, st.cost)  # before its slot is given back
                     moved = self.ledger.rendered(job, state)
                     slot.release()  # files are not the API's work: free the slot for the next
                     if moved:

@@ -40,6 +40,10 @@ class Ledger(Protocol):
     def committed_spend(self, runs: Sequence[str]) -> float:
         """USD of every attempt that was (or may have been) sent."""
 
+    def billed(self, runs: Sequence[str]) -> tuple[float, float]:
+        """USD the API reported billing for finished attempts, and what those were
+        estimated at (their ratio scales the estimates of what is still to come)."""
+
     def in_states(self, runs: Sequence[str], states: Sequence[JobState]) -> list[Job]:
         """Every version (current or superseded) of the runs' jobs in these states."""
 

@@ -93,6 +93,10 @@ class Scheduler:
         self._closed = False  # budget, balance, disk, state: no new submissions
         self._last_submit: float | None = None
         self._spend: float | None = None  # committed USD, loaded once, then kept here
+        # job id -> (estimate, USD charged to the budget at admission), until billed/returned
+        self._charged: dict[int, tuple[float, float]] = {}
+        self._bill_ratio = 1.0  # what the API billed over what was estimated (at least 1)
+        self._billed = self._billed_estimate = 0.0
         self._done = False  # nothing pending and no job task alive
 
     # -- Control, as lent to each job's life -------------------------------------------
@@ -112,8 +116,20 @@ class Scheduler:
         self.stop("auth" if isinstance(exc, errors.AuthError) else "fatal")
 
     def returned(self, job: Job) -> None:
+        _, charged = self._charged.pop(job.id, (job.cost_estimate, job.cost_estimate))
         if self._spend is not None:
-            self._spend -= job.cost_estimate
+            self._spend -= charged
+
+    def billed(self, job: Job, cost: float | None) -> None:
+        """A render finished and the API said what it cost: the budget counts that."""
+        _, charged = self._charged.pop(job.id, (job.cost_estimate, job.cost_estimate))
+        if cost is None or not job.cost_estimate > 0:
+            return
+        self._billed += cost
+        self._billed_estimate += job.cost_estimate
+        self._bill_ratio = max(1.0, self._billed / self._billed_estimate)
+        if self._spend is not None:
+            self._spend += cost - charged
 
     # -- top level ----------------------------------------------------------------------
     async def run(self) -> Summary:
@@ -193,6 +209,7 @@ class Scheduler:
             slot.release()
             self._tasks -= 1
             self._expecting.pop(job.id, None)
+            self._charged.pop(job.id, None)  # what it was charged stays spent
             self._wake()
 
     def _give_up(self, job: Job, why: str, exc: Exception) -> None:
@@ -264,8 +281,16 @@ class Scheduler:
             return True
         if self._spend is None:
             self._spend = self.ledger.committed_spend(self.runs)
-        if self._spend + nxt.cost_estimate <= self.cfg.max_cost + 1e-9:
-            self._spend += nxt.cost_estimate
+            self._billed, self._billed_estimate = self.ledger.billed(self.runs)
+            if self._billed_estimate > 0:
+                self._bill_ratio = max(1.0, self._billed / self._billed_estimate)
+        # What the API bills beyond the estimates, for jobs in flight and the next one.
+        ratio = self._bill_ratio
+        behind = sum(max(0.0, ratio * est - got) for est, got in self._charged.values())
+        charge = nxt.cost_estimate * ratio
+        if self._spend + behind + charge <= self.cfg.max_cost + 1e-9:
+            self._spend += charge
+            self._charged[nxt.id] = (nxt.cost_estimate, charge)
             return True
         self.stop_submitting(
             "budget",

@@ -76,6 +76,9 @@ class SqliteLedger:
     def committed_spend(self, runs: Sequence[str]) -> float:
         return self.store.committed_spend(runs)
 
+    def billed(self, runs: Sequence[str]) -> tuple[float, float]:
+        return self.store.billed(runs)
+
     def in_states(self, runs: Sequence[str], states: Sequence[JobState]) -> list[Job]:
         return self.store.jobs(runs, states, current_only=False)
 

@@ -143,6 +143,19 @@ class Reader:
         return float(row["s"])
 
     @state_errors
+    def billed(self, runs: Iterable[str]) -> tuple[float, float]:
+        """USD reported billed for attempts that say so, and their jobs' estimates."""
+        names = list(runs)
+        marks = ",".join("?" * len(names))
+        row = self._conn.execute(
+            "SELECT COALESCE(SUM(a.cost), 0) b, COALESCE(SUM(j.cost_estimate), 0) e"
+            f" FROM attempts a JOIN jobs j ON j.id=a.job_id WHERE j.run IN ({marks})"
+            " AND a.cost IS NOT NULL AND a.cost > 0",
+            names,
+        ).fetchone()
+        return float(row["b"]), float(row["e"])
+
+    @state_errors
     def attempts(self, job_id: int) -> list[Attempt]:
         rows = self._conn.execute(
             "SELECT * FROM attempts WHERE job_id=? ORDER BY number", (job_id,)

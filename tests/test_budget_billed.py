@@ -1,0 +1,49 @@
+"""`--max-cost` holds against what the API reports it billed, not only the estimate
+(issue 12: a server billing $0.84 a job against a $0.56 estimate ran a $8,400 cap up to
+$12,600)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batcher.emulator import EmulatorConfig
+from batcher.models import Succeeded
+from tests.test_scheduler import Harness, specs
+
+pytestmark = pytest.mark.anyio
+ESTIMATE = 0.84  # what specs() estimates per job
+BILLED = 1.26  # what this server says it billed
+
+
+class Dearer:
+    """The emulator, but every finished render reports a cost 1.5x the estimate."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    async def result(self, req: Any, **kw: Any) -> Any:
+        answer = await self.inner.result(req, **kw)
+        return replace(answer, cost=BILLED) if isinstance(answer, Succeeded) else answer
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_the_budget_counts_what_the_api_billed(tmp_path: Path, concurrency: int) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, slots=8))
+    h.store.sync_jobs("r", specs(20))
+    summary = await h.run(wrap_api=Dearer, max_cost=10.0, concurrency=concurrency)
+    assert summary.stop_reason == "budget"
+    records = h.store.records("r")
+    billed = sum(r.cost or 0.0 for r in records if r.state.value == "done")
+    sent = len(h.emulator.submissions)
+    # Until the first bill arrives only the estimate is known: at most the first wave of
+    # submits can be underestimated, by (billed - estimate) each.
+    assert billed <= 10.0 + (concurrency - 1) * (BILLED - ESTIMATE) + 1e-9, (sent, billed)
+    assert sent <= int(10.0 / BILLED) + concurrency, sent  # estimates alone would send 11
+    assert h.store.committed_spend(["r"]) == pytest.approx(billed)
