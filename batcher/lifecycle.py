@@ -61,6 +61,15 @@ MAX_HICCUPS = 50  # API errors tolerated while fetching one result
 ACCEPT_TRIES = 6  # commits of a request id tried before it is rescued to a file
 
 
+def trouble(exc: errors.BatcherError) -> str:
+    """How an API failure reads in an outage line."""
+    if isinstance(exc, errors.RateLimited):
+        return "rate-limited (429)"
+    if isinstance(exc, errors.TransportError):
+        return f"API unreachable ({exc})"
+    return f"API failing ({exc})"
+
+
 class Control(Protocol):
     """What admission lends a job's life: whether to stop, and how to stop things."""
 
@@ -179,12 +188,12 @@ class Lifecycle:
     async def _refused(self, job: Job, slot: Slot, exc: errors.BatcherError) -> None:
         action = classify(exc, is_submit=True)
         if action is Action.RETRY:
-            self.breaker.failure(getattr(exc, "retry_after", None))
+            self.breaker.failure(getattr(exc, "retry_after", None), cause=trouble(exc))
             await self._unsent(job, slot, f"not accepted, sent again after the back-off: {exc}")
             self.emit(Event("retry", job.key, f"submit not accepted, will retry: {exc}"))
             return
         if action is Action.UNKNOWN:
-            self.breaker.failure(getattr(exc, "retry_after", None))
+            self.breaker.failure(getattr(exc, "retry_after", None), cause=trouble(exc))
             await self._doubtful(job, exc)
         elif action is Action.FAIL_JOB:
             await self._record_unsent(job, str(exc), lambda: self.ledger.rejected(job, str(exc)))
@@ -416,7 +425,7 @@ class Lifecycle:
         the job's new state is committed (a failed write keeps it, for the retry)."""
         action = classify(exc, is_submit=False)
         if action is Action.RETRY:
-            self.breaker.failure(getattr(exc, "retry_after", None))
+            self.breaker.failure(getattr(exc, "retry_after", None), cause=trouble(exc))
             return True
         if action is Action.FATAL:
             self.control.fatal(exc)
@@ -532,7 +541,7 @@ class Lifecycle:
                 action = classify(exc, is_submit=False)
                 if action is Action.RETRY and hiccups < MAX_HICCUPS:
                     hiccups += 1
-                    self.breaker.failure(getattr(exc, "retry_after", None))
+                    self.breaker.failure(getattr(exc, "retry_after", None), cause=trouble(exc))
                     continue
                 if action is Action.FATAL:
                     self.control.fatal(exc)

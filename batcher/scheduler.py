@@ -27,7 +27,7 @@ import anyio.abc
 from batcher import errors
 from batcher.lifecycle import Lifecycle, Slot
 from batcher.models import Event, Job, JobState
-from batcher.pacing import Breaker
+from batcher.pacing import Breaker, Outage
 from batcher.polling import Planner
 from batcher.ports import Api, Ledger, Sink
 from batcher.schema import for_model
@@ -68,7 +68,7 @@ class Scheduler:
         self.ledger, self.sink, self.runs, self.cfg = ledger, sink, list(runs), settings
         self.emit, self.clock, self.sleep = on_event, clock, sleep
         self.rng = rng or random.Random()
-        self.breaker = Breaker(clock, sleep, settings.backoff, self.rng)
+        self.breaker = Breaker(clock, sleep, settings.backoff, self.rng, report=self._outage)
         self.planner = Planner(settings.poll_policy, rng=self.rng)
         self.life = Lifecycle(
             ledger=ledger,
@@ -130,6 +130,21 @@ class Scheduler:
         self._bill_ratio = max(1.0, self._billed / self._billed_estimate)
         if self._spend is not None:
             self._spend += cost - charged
+
+    def _outage(self, o: Outage) -> None:
+        """Say so when the API fails or limits us, while it lasts, and when it is back."""
+        since = time.strftime("%H:%M:%S", time.localtime(o.since))
+        lasted = self.clock() - o.since
+        flight = f"{self._remote} render{'s' if self._remote != 1 else ''} in flight"
+        if o.kind == "outage":
+            text = f"{o.cause} since {since}; pausing submits and polls {o.pause:.0f} s; {flight}"
+        elif o.kind == "still":
+            text = (
+                f"{o.cause}, since {since} ({lasted:.0f} s); retrying in {o.pause:.0f} s; {flight}"
+            )
+        else:
+            text = f"API answering again after {lasted:.0f} s (trouble since {since})"
+        self.emit(Event("recovered" if o.kind == "recovered" else "outage", "", text))
 
     # -- top level ----------------------------------------------------------------------
     async def run(self) -> Summary:

@@ -48,6 +48,7 @@ class Progress:
         self._start = time.monotonic()
         self._done_at_start: int | None = None
         self._live: Live | None = None
+        self._outage: str | None = None  # the API trouble going on, if any
 
     def __enter__(self) -> Progress:
         if self._live_on:
@@ -63,11 +64,16 @@ class Progress:
             self._live.__exit__(None, None, None)
 
     def event(self, e: Event) -> None:
-        line = f"{e.kind:<10} {e.key} {e.message}".rstrip()
-        if e.kind in ("failed", "unknown", "retry", "stop", "warn"):
-            self._recent.append(line)
+        stamp = time.strftime("%H:%M:%S")
+        line = " ".join(part for part in (f"{e.kind:<10}", e.key, e.message) if part).rstrip()
+        if e.kind == "outage":
+            self._outage = f"{stamp} {e.message}"
+        elif e.kind == "recovered":
+            self._outage = None
+        if e.kind in ("failed", "unknown", "retry", "stop", "warn", "outage", "recovered"):
+            self._recent.append(f"{stamp} {line}")
         if self._live is None and (self._verbose or e.kind not in QUIET_KINDS):
-            click.echo(line, err=False)
+            click.echo(f"{stamp} {line}", err=False)  # every plain line says when
             sys.stdout.flush()
 
     def tick(self) -> None:
@@ -95,6 +101,8 @@ class Progress:
             "progress", f"{done}/{total} done, {rate:.1f}/min, ETA {eta}, elapsed {elapsed:.0f} s"
         )
         table.add_row("spend", f"${self._spend():.2f} committed")
+        if self._outage is not None:
+            table.add_row("api", self._outage)
         for line in self._recent:
             table.add_row("", line[:160])
         return table
