@@ -32,11 +32,12 @@ def main() -> None:
 def _register() -> None:
     from batcher.cli import emulator as _emulator
     from batcher.cli import jobs as _jobs
+    from batcher.cli import log as _log
     from batcher.cli import manage as _manage
     from batcher.cli import report as _report
     from batcher.cli import runs as _runs
 
-    for mod in (_jobs, _runs, _manage, _report, _emulator):
+    for mod in (_jobs, _runs, _manage, _log, _report, _emulator):
         for command in mod.COMMANDS:
             main.add_command(command)
 

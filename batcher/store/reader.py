@@ -202,6 +202,18 @@ class Reader:
         return [FileMove.from_row(r) for r in rows]
 
     @state_errors
+    def run_events(self, run: str, *, after: int = 0) -> list[dict[str, Any]]:
+        """A run's job events after event id `after`, oldest first, with each job's key
+        and version: id, at, key, version, job_id, from_state, to_state, detail."""
+        rows = self._conn.execute(
+            "SELECT e.id, e.at, e.job_id, e.from_state, e.to_state, e.detail, j.key, j.version"
+            " FROM events e JOIN jobs j ON j.id = e.job_id"
+            " WHERE j.run = ? AND e.id > ? ORDER BY e.id",
+            (run, after),
+        )
+        return [dict(r) for r in rows]
+
+    @state_errors
     def events(self, job_id: int) -> list[dict[str, Any]]:
         rows = self._conn.execute("SELECT * FROM events WHERE job_id=? ORDER BY id", (job_id,))
         return [dict(r) for r in rows]
