@@ -100,6 +100,7 @@ class RunOptions:
     on_unknown: str | None = None  # "hold" (default) or "resubmit"
     output_dir: str | None = None  # output folder (relative to the job file's folder)
     deadline_s: float | None = None  # per-job deadline, seconds since first submit
+    notify: str | None = None  # shell command run once when the run ends (summary on stdin)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from batcher.cli.progress import Progress
 from batcher.errors import AuthError, UsageError
 from batcher.jobfile import load_jobfile
 from batcher.models import UNFINISHED, JobState
-from batcher.operations import render_times
+from batcher.operations import render_times, status_data
 from batcher.scheduler import Summary
 from batcher.session import (
     check_distinct_runs,
@@ -42,6 +43,8 @@ from batcher.session import (
 )
 from batcher.settings import ApiSettings, RunSettings
 from batcher.store import Store
+
+NOTIFY_TIMEOUT = 120.0  # seconds a --notify command may take
 
 
 def _run_options(fn: Any) -> Any:
@@ -131,6 +134,20 @@ def _run_options(fn: Any) -> Any:
             default=None,
             help="Largest output file to accept, in MB (default 2048).",
         ),
+        click.option(
+            "--notify",
+            metavar="CMD",
+            default=None,
+            help="Run this shell command once when the run ends (done, failed, budget, "
+            "interrupted...), with a JSON summary on its stdin; kept for `resume`.",
+        ),
+        click.option(
+            "--report",
+            "make_report",
+            is_flag=True,
+            default=None,
+            help="Write the HTML report at the end (kept for `resume`).",
+        ),
         click.option("--no-progress", is_flag=True, help="Plain line-by-line output."),
         click.option("-v", "--verbose", is_flag=True, help="Show every event."),
         state_option,
@@ -155,8 +172,12 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
         "connect_timeout",
         "read_timeout",
         "max_file_size",
+        "notify",
     )
-    return {n: kw[n] for n in names if kw.get(n) is not None}
+    flags = {n: kw[n] for n in names if kw.get(n) is not None}
+    if kw.get("make_report"):
+        flags["report"] = True
+    return flags
 
 
 def _groups(store: Store, runs: Sequence[str]) -> list[list[str]]:
@@ -170,19 +191,29 @@ def _groups(store: Store, runs: Sequence[str]) -> list[list[str]]:
 
 def _drive_all(
     store: Store, runs: Sequence[str], kw: dict[str, Any], *, base_url: str | None
-) -> int:
-    """Drive each group of runs with its own settings; stop at an interrupt or auth error."""
+) -> tuple[int, str]:
+    """Drive each group of runs with its own settings; stop at an interrupt or auth error.
+    Returns the exit code and how the runs ended (done, failed, budget, balance, disk,
+    state, auth, fatal, interrupted)."""
     code = EXIT_OK
+    reasons: list[str] = []
     for names in _groups(store, runs):
         stored = dict(store.run_info(names[0]).options)
         settings = RunSettings.merged(stored, _flags(kw), emulator=stored.get("api") == "emulator")
         api = ApiSettings.for_run(
             os.environ, stored, base_url=base_url, timeouts=settings.timeouts, run=names[0]
         )
-        code = max(code, _drive(store, names, api, settings, kw))
+        group_code, reason = _drive(store, names, api, settings, kw)
+        code = max(code, group_code)
+        if reason:
+            reasons.append(reason)
         if code in (EXIT_INTERRUPTED, EXIT_AUTH, EXIT_USAGE):
             break
-    return code
+    if code == EXIT_INTERRUPTED:
+        return code, "interrupted"
+    if reasons:
+        return code, reasons[0]
+    return code, "done" if code == EXIT_OK else "failed"
 
 
 def _drive(
@@ -191,8 +222,9 @@ def _drive(
     api: ApiSettings,
     settings: RunSettings,
     kw: dict[str, Any],
-) -> int:
-    """Drive runs that share settings, print the summary; returns the exit code."""
+) -> tuple[int, str | None]:
+    """Drive runs that share settings, print the summary; returns the exit code and why
+    submitting stopped (None: it did not)."""
     out_dirs = {r: Path(store.run_info(r).out_dir) for r in runs}
     live = sys.stderr.isatty() and not kw.get("no_progress")
     models = sorted({store.run_info(r).model for r in runs})
@@ -218,7 +250,7 @@ def _drive(
                 emulator_speed=kw.get("emulator_speed"),
             )
         )
-    return _finish(store, runs, summary, out_dirs, emulated=api.emulator)
+    return _finish(store, runs, summary, out_dirs, emulated=api.emulator), summary.stop_reason
 
 
 def _finish(
@@ -292,14 +324,12 @@ def _attention(store: Store, runs: Sequence[str]) -> int:
 @_run_options
 @out_option
 @click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
-@click.option("--report", "make_report", is_flag=True, help="Write the HTML report at the end.")
 @handle_errors
 def run(
     files: tuple[Path, ...],
     state_path: Path,
     out_dir: Path | None,
     base_url: str | None,
-    make_report: bool,
     **kw: Any,
 ) -> None:
     """Submit, poll and download every job of FILE... until done or failed."""
@@ -317,29 +347,74 @@ def run(
     check_distinct_runs(loaded)
     for jf in loaded:
         ensure_writable(run_folder(jf, out_dir))
+    started = time.time()
     with Store.open(state_path) as store, hold_runs(store.path, runs):
         record_runs(
             store, loaded, out=out_dir, api=api, moving=base_url is not None, flags=_flags(kw)
         )
-        code = _drive_all(store, runs, kw, base_url=base_url)
-        if code in (EXIT_OK, EXIT_FAILED):
-            if make_report:
-                _report(store, runs)
-            else:
-                where = "" if str(state_path) == DEFAULT_STATE else f" --state {state_path}"
-                for run_name in runs:
-                    click.echo(f"HTML report: batcher report {run_name}{where}")
+        code, ended = _drive_all(store, runs, kw, base_url=base_url)
+        _wrap_up(store, runs, code, ended, started=started, kw=kw)
     sys.exit(code)
 
 
-def _report(store: Store, runs: Sequence[str]) -> None:
-    try:
+def _wrap_up(
+    store: Store,
+    runs: Sequence[str],
+    code: int,
+    ended: str,
+    *,
+    started: float,
+    kw: dict[str, Any],
+) -> None:
+    """The report (when asked for, now or when the run started) and the notification."""
+    kept = {r: dict(store.run_info(r).options) for r in runs}
+    reports: dict[str, str] = {}
+    if code in (EXIT_OK, EXIT_FAILED):
         from batcher.cli.report import write_html_report
-    except ImportError:  # reports not built yet
-        return
+
+        for run_name in runs:
+            if kw.get("make_report") or kept[run_name].get("report"):
+                path = write_html_report(store, run_name, None)
+                reports[run_name] = str(path)
+                click.echo(f"report: {path}")
+            else:
+                where = "" if str(store.path) == DEFAULT_STATE else f" --state {store.path}"
+                click.echo(f"HTML report: batcher report {run_name}{where}")
+    commands: dict[str, list[str]] = {}
     for run_name in runs:
-        path = write_html_report(store, run_name, None)
-        click.echo(f"report: {path}")
+        command = kw.get("notify") or kept[run_name].get("notify")
+        if command:
+            commands.setdefault(str(command), []).append(run_name)
+    for command, named in commands.items():
+        summary = status_data(store, None)
+        summary["runs"] = [r for r in summary["runs"] if r["run"] in named]
+        summary |= {
+            "ended": ended,
+            "exit_code": code,
+            "duration_s": round(time.time() - started, 3),
+            "report": reports.get(named[0]) if len(named) == 1 else None,
+            "reports": {r: reports.get(r) for r in named},
+        }
+        notify(command, summary)
+
+
+def notify(command: str, summary: dict[str, Any]) -> None:
+    """Run `command` (a shell command) with the JSON summary on its stdin; a failure is a
+    warning: the run's outcome stays what it was."""
+    try:
+        done = subprocess.run(
+            command,
+            shell=True,
+            input=json.dumps(summary),  # one line: easy for jq, a log or a webhook
+            text=True,
+            timeout=NOTIFY_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        err(f"batcher: warning: --notify command could not run: {exc}")
+        return
+    if done.returncode != 0:
+        err(f"batcher: warning: --notify command exited {done.returncode}: {command}")
 
 
 @click.command()
@@ -360,8 +435,10 @@ def resume(state_path: Path, base_url: str | None, **kw: Any) -> None:
                 "--emulator applies to `batcher run` only"
             )
         click.echo(f"resuming {', '.join(runs)}")
+        started = time.time()
         with hold_runs(store.path, runs):
-            code = _drive_all(store, runs, kw, base_url=base_url)
+            code, ended = _drive_all(store, runs, kw, base_url=base_url)
+            _wrap_up(store, runs, code, ended, started=started, kw=kw)
     sys.exit(code)
 
 

@@ -23,7 +23,15 @@ from batcher.jobfile.spec import Body, Entry, Origin, Value, yaml_origin
 from batcher.jobfile.yamlpos import Doc, YPath
 from batcher.models import DEFAULT_MODEL, RunOptions
 
-OPTION_KEYS = ("concurrency", "max_cost", "max_attempts", "on_unknown", "output_dir", "deadline")
+OPTION_KEYS = (
+    "concurrency",
+    "max_cost",
+    "max_attempts",
+    "on_unknown",
+    "output_dir",
+    "deadline",
+    "notify",
+)
 TOP_KEYS = ("model", "schema", "name", "defaults", "vars", "jobs", "prices", *OPTION_KEYS)
 ENTRY_KEYS = ("name", "sweep", "repeat", "rows")
 DEFAULTS_KEYS = ("sweep", "repeat")
@@ -187,6 +195,12 @@ class Reader:
                 got["on_unknown"] = v
             else:
                 self.error(("on_unknown",), f"must be one of 'hold', 'resubmit', not {v!r}")
+        if "notify" in r:
+            v = r["notify"]
+            if isinstance(v, str) and v.strip() and "\x00" not in v:
+                got["notify"] = v
+            else:
+                self.error(("notify",), f"must be a shell command (text), not {v!r}")
         if "output_dir" in r:
             v = r["output_dir"]
             if isinstance(v, str) and v.strip() and "\x00" not in v:
