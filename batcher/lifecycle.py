@@ -29,6 +29,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import anyio
 
@@ -53,7 +54,7 @@ from batcher.polling import Planner, RenderTimes
 from batcher.ports import Api, Ledger, Sink
 from batcher.retry import Action, classify
 from batcher.schema import for_model
-from batcher.settings import RunSettings
+from batcher.settings import EMULATOR_BASE_URL, RunSettings
 
 S = JobState
 O = AttemptOutcome  # noqa: E741 - short and read often below
@@ -125,6 +126,8 @@ class Lifecycle:
         self.emit, self.clock, self.sleep, self.rng = emit, clock, sleep, rng
         self.submitted = 0
         self._wakes: dict[str, anyio.Event] = {}  # set when a group has news
+        base = api.base_url
+        self._where = "emulator" if base == EMULATOR_BASE_URL else urlsplit(base).netloc or base
 
     # -- the whole life ------------------------------------------------------------
     async def live(self, job: Job, slot: Slot) -> None:
@@ -279,7 +282,7 @@ class Lifecycle:
         job = replace(job, handle=handle)
         state = job.state
         submitted = job.submitted_at or self.clock()
-        key = for_model(job.model).render_group(job.payload)
+        key = f"{for_model(job.model).render_group(job.payload)} @{self._where}"
         group = self._group(key)
         render_from = submitted  # the earliest the render can have begun
         group.begin(job.id, render_from)

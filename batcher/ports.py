@@ -109,6 +109,10 @@ class Ledger(Protocol):
 class Api(Protocol):
     """The RunComfy Model API (client.RunComfyClient)."""
 
+    @property
+    def base_url(self) -> str:
+        """Where the API is (render times learnt on one API say nothing of another's)."""
+
     def handle(self, request_id: str) -> Submitted:
         """Canonical URLs of a request id (when none were stored)."""
 

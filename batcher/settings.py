@@ -6,6 +6,7 @@ from repr) and is never written anywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
@@ -154,6 +155,11 @@ class RunSettings:
     download_grace: float = 120.0
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                flag = "--" + f.name.removesuffix("_mb").replace("_", "-")
+                raise ConfigError(f"{flag} must be a finite number, not {value}")
         if self.poll_min > self.poll_max:
             raise ConfigError(
                 f"the shortest poll interval ({self.poll_min:g} s, --poll-min) is longer than"

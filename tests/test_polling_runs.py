@@ -21,7 +21,8 @@ from tests.emulator_server import running_emulator
 from tests.test_e2e import FAST, TOKEN, batcher
 from tests.test_scheduler import MODEL, Harness, specs
 
-GROUP = for_model(MODEL).render_group({"duration": 5})
+KIND = for_model(MODEL).render_group({"duration": 5})
+GROUP = f"{KIND} @emu.test"  # renders of one API say nothing of another's
 
 
 class Asked:
@@ -129,7 +130,13 @@ def test_the_eta_uses_render_times_seen_before_anything_finishes() -> None:
     counts = {"pending": 8, "queued": 4}
     bar = Progress(lambda: counts, lambda: 0.0, live=False, typical_render=90.0, concurrency=4)
     text = " ".join(str(cell) for row in bar._render().columns[1].cells for cell in [row])
-    assert "~4.5 min (from render times seen)" in text  # 3 waves of 4 x 90 s
+    assert "~4.5 min (from render times seen)" in text  # 3 waves of 4 x 90 s, none elapsed
+    soon = Progress(
+        lambda: {"queued": 2}, lambda: 0.0, live=False, typical_render=40.0, concurrency=2
+    )
+    assert "~40 s (from render times seen)" in " ".join(
+        str(c) for c in soon._render().columns[1].cells
+    )
     blind = Progress(lambda: counts, lambda: 0.0, live=False)
     assert "ETA -" in " ".join(str(c) for c in blind._render().columns[1].cells)
 
@@ -150,12 +157,13 @@ def test_status_and_the_report_show_what_renders_took(tmp_path: Path) -> None:
         assert run.returncode == 0, run.stdout + run.stderr
         status = batcher(["status", *common], cwd=tmp_path, base_url=emu.base_url)
         assert "render times seen" in status.stdout
-        assert f"{GROUP}: p10 " in status.stdout and "(4 renders)" in status.stdout
+        group = f"{KIND} @127.0.0.1:{emu.base_url.rsplit(':', 1)[1]}"
+        assert f"{group}: p10 " in status.stdout and "(4 renders)" in status.stdout
         data = json.loads(
             batcher(["status", "--json", *common], cwd=tmp_path, base_url=emu.base_url).stdout
         )
         [entry] = data["render_times"]
-        assert entry["group"] == GROUP and entry["renders"] == 4
+        assert entry["group"] == group and entry["renders"] == 4
         assert 0 < entry["p10"] <= entry["p50"] <= entry["p90"] < 5
         report = batcher(["report", *common], cwd=tmp_path, base_url=emu.base_url)
         assert report.returncode == 0, report.stderr
@@ -175,6 +183,17 @@ def test_poll_settings_are_checked_and_bad_emulator_timings_refused(tmp_path: Pa
     assert (
         "--poll-min" in bad.stderr and "--poll-max" in bad.stderr and "Traceback" not in bad.stderr
     )
+    for flag, value in (("--poll-min", "inf"), ("--poll-max", "inf"), ("--poll-delay", "nan")):
+        odd = batcher(
+            ["run", "jobs.yaml", "--emulator", "--state", "s.db", "--out", "out", flag, value],
+            cwd=tmp_path,
+            base_url="http://127.0.0.1:9",
+        )
+        assert odd.returncode == 2, (flag, value, odd.stdout + odd.stderr)
+        assert flag in odd.stderr and "Traceback" not in odd.stderr
+    for bad_emulator in (["--spread", "nan"], ["--speed", "inf"]):
+        emu_bad = batcher(["emulator", *bad_emulator], cwd=tmp_path, base_url="http://127.0.0.1:9")
+        assert emu_bad.returncode == 2, emu_bad.stderr
     ok = batcher(
         [
             "run",

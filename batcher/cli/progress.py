@@ -91,10 +91,10 @@ class Progress:
         left = total - done - counts.get("failed", 0) - counts.get("cancelled", 0)
         eta = "-"
         if rate > 0 and left:
-            eta = f"{left / rate:.1f} min"
+            eta = _span(left / rate * 60)
         elif self._typical and left:  # nothing finished yet: what earlier renders took
             waves = -(-left // self._concurrency)
-            eta = f"~{waves * self._typical / 60:.1f} min (from render times seen)"
+            eta = f"~{_span(max(0.0, waves * self._typical - elapsed))} (from render times seen)"
         table = Table(title="batcher", show_header=False, box=None)
         table.add_row("jobs", "  ".join(f"{s} {counts[s]}" for s in ORDER if counts.get(s)))
         table.add_row(
@@ -106,3 +106,12 @@ class Progress:
         for line in self._recent:
             table.add_row("", line[:160])
         return table
+
+
+def _span(seconds: float) -> str:
+    """`40 s`, `1.5 min`, `2.3 h`."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

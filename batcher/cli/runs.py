@@ -96,7 +96,7 @@ def _run_options(fn: Any) -> Any:
             type=click.FloatRange(0.01),
             default=None,
             help="Mean seconds from a render's finish to its download that polling aims at"
-            " (default 3%% of the typical render time, at least --poll-min).",
+            " (default 3% of the typical render time, at least --poll-min).",
         ),
         click.option(
             "--backoff-base",

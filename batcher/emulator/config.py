@@ -60,6 +60,9 @@ class EmulatorConfig:
             raise ValueError(f"slots must be at least 1, got {self.slots}")
         if self.speed < 0 or self.queue_delay < 0 or self.result_lag < 0:
             raise ValueError("speed, queue_delay and result_lag must not be negative")
+        timings = (self.speed, self.spread, self.queue_delay, self.result_lag, self.url_ttl)
+        if not all(math.isfinite(x) for x in timings):
+            raise ValueError("speed, spread, queue_delay, result_lag and url_ttl must be finite")
         if self.spread < 0:
             raise ValueError(f"spread must not be negative, got {self.spread}")
         parse_render_time(self.render_time)  # raises ValueError on a bad spec
