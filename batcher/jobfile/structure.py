@@ -195,18 +195,13 @@ class Reader:
                 got["on_unknown"] = v
             else:
                 self.error(("on_unknown",), f"must be one of 'hold', 'resubmit', not {v!r}")
-        if "notify" in r:
-            v = r["notify"]
-            if isinstance(v, str) and v.strip() and "\x00" not in v:
-                got["notify"] = v
-            else:
-                self.error(("notify",), f"must be a shell command (text), not {v!r}")
-        if "output_dir" in r:
-            v = r["output_dir"]
-            if isinstance(v, str) and v.strip() and "\x00" not in v:
-                got["output_dir"] = v
-            else:
-                self.error(("output_dir",), f"must be a folder path (text), not {v!r}")
+        for key, what in (("notify", "a shell command"), ("output_dir", "a folder path")):
+            if key in r:
+                v = r[key]
+                if isinstance(v, str) and v.strip() and "\x00" not in v:
+                    got[key] = v
+                else:
+                    self.error((key,), f"must be {what} (text), not {v!r}")
         return RunOptions(**got)
 
     def prices(self) -> dict[str, float]:
