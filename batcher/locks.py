@@ -82,3 +82,22 @@ class RunLock:
         self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+def holder(state_path: Path, run: str, *, proc_locks: Path = Path("/proc/locks")) -> int | None:
+    """The pid of the process driving `run` (holding its lock), or None: read from the
+    kernel's lock table, so asking never takes the lock a starting run may want."""
+    try:
+        ino = _lock_file(state_path, run).stat().st_ino
+        table = proc_locks.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    for line in table.splitlines():
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 19595 fe:00:2163853 0 EOF"
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(ino):
+            try:
+                return int(parts[4])
+            except ValueError:
+                return None
+    return None

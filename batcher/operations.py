@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from batcher import errors
+from batcher.locks import holder
 from batcher.models import JobState
 from batcher.polling import PollPolicy, RenderTimes
 from batcher.session import open_api
@@ -59,6 +61,34 @@ def acting_runs(
         f"{len(busy)} runs have {what}: {listed}; name one (`batcher {command} {first}`) "
         f"or pass --all to act on every run"
     )
+
+
+def runs_data(store: Store) -> list[dict[str, Any]]:
+    """Every run of the state, oldest first: what it is, where it stands, who drives it."""
+    out = []
+    for name in store.run_names():
+        info = store.run_info(name)
+        options = dict(info.options)
+        api = "emulator" if options.get("api") == "emulator" else options.get("base_url")
+        last = store.last_activity(name)
+        out.append(
+            {
+                "run": name,
+                "job_file": info.job_file,
+                "model": info.model,
+                "api": api,
+                "out_dir": info.out_dir,
+                "counts": dict(sorted(store.counts([name]).items())),
+                "spend_usd": round(store.committed_spend([name]), 4),
+                "last_activity": None if last is None else _iso(last),
+                "driven_by": holder(Path(store.path), name),
+            }
+        )
+    return out
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at).astimezone().isoformat(timespec="seconds")
 
 
 def status_data(store: Store, run: str | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from batcher.operations import (
     render_time_lines,
     retry_jobs,
     retry_runs,
+    runs_data,
     status_data,
 )
 from batcher.store import Store
@@ -135,4 +136,27 @@ def retry(
         )
 
 
-COMMANDS: list[click.Command] = [status, cancel, retry]
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@state_option
+@handle_errors
+def runs(as_json: bool, state_path: Path) -> None:
+    """List the runs in the state: counts, spend, API, last activity, and the process
+    driving each (if any)."""
+    with Store.open(state_path, create=False, read_only=True) as store:
+        data = runs_data(store)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    if not data:
+        click.echo("no runs yet")
+    for r in data:
+        counts = ", ".join(f"{k} {v}" for k, v in r["counts"].items()) or "no jobs"
+        driver = f"driven by pid {r['driven_by']}" if r["driven_by"] else "not running"
+        click.echo(
+            f"{r['run']}: {counts}; spend at most ${r['spend_usd']:.2f}; {r['api']}; "
+            f"last activity {r['last_activity']}; {driver}"
+        )
+
+
+COMMANDS: list[click.Command] = [status, runs, cancel, retry]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from batcher.cli.common import (
     state_option,
 )
 from batcher.cli.progress import Progress
-from batcher.errors import AuthError, UsageError
+from batcher.errors import AuthError, StateLocked, UsageError
 from batcher.jobfile import load_jobfile
 from batcher.models import UNFINISHED, JobState
 from batcher.operations import render_times, status_data
@@ -418,27 +419,44 @@ def notify(command: str, summary: dict[str, Any]) -> None:
 
 
 @click.command()
+@click.argument("run_names", nargs=-1, metavar="[RUN]...")
 @_run_options
 @click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
 @handle_errors
-def resume(state_path: Path, base_url: str | None, **kw: Any) -> None:
-    """Continue every unfinished job in the state database (no job file needed)."""
+def resume(run_names: tuple[str, ...], state_path: Path, base_url: str | None, **kw: Any) -> None:
+    """Continue the unfinished jobs of RUN... (default: every run no other process is
+    driving; the ones another process holds are skipped, and said so). No job file needed."""
+    if kw["emulator"]:
+        raise UsageError(
+            "resume continues each run against the API it started with; "
+            "--emulator applies to `batcher run` only"
+        )
     with Store.open(state_path, create=False) as store:
-        pending = store.jobs(None, UNFINISHED, current_only=False)
+        for name in run_names:
+            store.run_info(name)  # an unknown name: StateError naming the runs
+        pending = store.jobs(list(run_names) or None, UNFINISHED, current_only=False)
         runs = sorted({j.run for j in pending})
         if not runs:
             click.echo("nothing to resume: every job is finished (see `batcher status`)")
-            sys.exit(_attention(store, store.run_names()))
-        if kw["emulator"]:
-            raise UsageError(
-                "resume continues each run against the API it started with; "
-                "--emulator applies to `batcher run` only"
-            )
-        click.echo(f"resuming {', '.join(runs)}")
-        started = time.time()
-        with hold_runs(store.path, runs):
-            code, ended = _drive_all(store, runs, kw, base_url=base_url)
-            _wrap_up(store, runs, code, ended, started=started, kw=kw)
+            sys.exit(_attention(store, list(run_names) or store.run_names()))
+        with ExitStack() as held:
+            mine = []
+            for name in runs:
+                try:
+                    held.enter_context(hold_runs(store.path, [name]))
+                except StateLocked as exc:
+                    if run_names:  # asked for by name: say it plainly, act on none
+                        raise
+                    err(f"skipped {name}: {exc}")
+                    continue
+                mine.append(name)
+            if not mine:
+                raise StateLocked("every run with unfinished jobs is driven by another process")
+            click.echo(f"resuming {', '.join(mine)}")
+            sys.stdout.flush()  # a watcher may wait for this line
+            started = time.time()
+            code, ended = _drive_all(store, mine, kw, base_url=base_url)
+            _wrap_up(store, mine, code, ended, started=started, kw=kw)
     sys.exit(code)
 
 

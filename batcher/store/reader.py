@@ -202,6 +202,16 @@ class Reader:
         return [FileMove.from_row(r) for r in rows]
 
     @state_errors
+    def last_activity(self, run: str) -> float | None:
+        """When anything last happened to the run (its record, or one of its jobs)."""
+        row = self._conn.execute(
+            "SELECT MAX(at) at FROM (SELECT updated_at at FROM runs WHERE name = ?"
+            " UNION ALL SELECT MAX(updated_at) FROM jobs WHERE run = ?)",
+            (run, run),
+        ).fetchone()
+        return None if row["at"] is None else float(row["at"])
+
+    @state_errors
     def run_events(self, run: str, *, after: int = 0) -> list[dict[str, Any]]:
         """A run's job events after event id `after`, oldest first, with each job's key
         and version: id, at, key, version, job_id, from_state, to_state, detail."""
