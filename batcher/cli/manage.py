@@ -21,13 +21,16 @@ from batcher.operations import (
 )
 from batcher.store import Store
 
+SHORT_LIST = 5  # cancelled jobs listed one by one up to this many
+
 
 @click.command()
 @click.argument("run_name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--all", "every", is_flag=True, help="List every cancelled job too.")
 @state_option
 @handle_errors
-def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
+def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -> None:
     """Counts by state and the jobs that need attention."""
     with Store.open(state_path, create=False, read_only=True) as store:
         data = status_data(store, run_name)
@@ -57,9 +60,14 @@ def status(run_name: str | None, as_json: bool, state_path: Path) -> None:
                 f"  kept     {kept['key']}: {what}, but the state database refused it; "
                 "`batcher resume` takes it up"
             )
+        cancelled = [j for j in run_data["attention"] if j["state"] == "cancelled"]
         for job in run_data["attention"]:
+            if job["state"] == "cancelled" and len(cancelled) > SHORT_LIST and not every:
+                continue
             rid = f" [{job['request_id']}]" if job["request_id"] else ""
             click.echo(f"  {job['state']:<8} {job['key']}{rid}: {job['error'] or ''}")
+        if len(cancelled) > SHORT_LIST and not every:
+            click.echo(f"  {len(cancelled)} cancelled: `batcher status --all` lists them")
     if not data["runs"]:
         click.echo("no runs yet")
     if data["render_times"]:

@@ -227,6 +227,7 @@ def _drive(
     """Drive runs that share settings, print the summary; returns the exit code and why
     submitting stopped (None: it did not)."""
     out_dirs = {r: Path(store.run_info(r).out_dir) for r in runs}
+    _warn_over_budget(store, runs, settings.max_cost)
     live = sys.stderr.isatty() and not kw.get("no_progress")
     models = sorted({store.run_info(r).model for r in runs})
     seen = render_times(store, models, now=time.time())
@@ -252,6 +253,28 @@ def _drive(
             )
         )
     return _finish(store, runs, summary, out_dirs, emulated=api.emulator), summary.stop_reason
+
+
+def _warn_over_budget(store: Store, runs: Sequence[str], max_cost: float | None) -> None:
+    """Say before anything is sent when the plan costs more than the budget allows."""
+    if max_cost is None:
+        return
+    todo = store.jobs(runs, [JobState.PENDING])
+    planned = sum(j.cost_estimate for j in todo)
+    committed = store.committed_spend(runs)
+    if committed + planned <= max_cost + 1e-9:
+        return
+    room, fits = max_cost - committed, 0
+    for job in todo:  # in the order they are sent
+        if job.cost_estimate > room + 1e-9:
+            break
+        room -= job.cost_estimate
+        fits += 1
+    already = f" (${committed:.2f} already committed)" if committed else ""
+    click.echo(
+        f"warning: the {len(todo)} job(s) to send are estimated at ${planned:.2f}{already}, "
+        f"which exceeds --max-cost ${max_cost:.2f}: about {fits} of {len(todo)} will be sent"
+    )
 
 
 def _finish(
