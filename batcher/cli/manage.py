@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import anyio
 import click
 
 from batcher.cli.common import handle_errors, state_option
+from batcher.errors import UsageError
 from batcher.models import JobState
 from batcher.operations import (
     cancel_runs,
@@ -19,6 +21,7 @@ from batcher.operations import (
     runs_data,
     status_data,
 )
+from batcher.session import hold_runs
 from batcher.store import Store
 
 SHORT_LIST = 5  # cancelled jobs listed one by one up to this many
@@ -167,4 +170,43 @@ def runs(as_json: bool, state_path: Path) -> None:
         )
 
 
-COMMANDS: list[click.Command] = [status, runs, cancel, retry]
+OUTSTANDING = (
+    JobState.SUBMITTING,
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.DOWNLOADING,
+    JobState.UNKNOWN,
+)
+
+
+@click.command()
+@click.argument("run_name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@state_option
+@handle_errors
+def forget(run_name: str, yes: bool, state_path: Path) -> None:
+    """Drop RUN's records from the state (its output files stay). Refused while another
+    process drives it or while paid work is still out (cancel or finish it first)."""
+    with Store.open(state_path, create=False) as store, hold_runs(store.path, [run_name]):
+        info = store.run_info(run_name)
+        out = store.jobs([run_name], OUTSTANDING, current_only=False)
+        if out:
+            states = sorted({j.state.value for j in out})
+            raise UsageError(
+                f"run {run_name!r} has {len(out)} job(s) with paid work still out "
+                f"({', '.join(states)}): `batcher cancel {run_name}` or `batcher resume "
+                f"{run_name}` first, so no render is lost"
+            )
+        total = sum(store.counts([run_name]).values())
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(f"forgetting run {run_name!r} needs a confirmation: add --yes")
+            click.confirm(
+                f"forget run {run_name!r} ({total} jobs)? Its files in {info.out_dir} stay",
+                abort=True,
+            )
+        dropped = store.forget_run(run_name)
+    click.echo(f"forgot {run_name}: {dropped} job version(s); its files stay in {info.out_dir}")
+
+
+COMMANDS: list[click.Command] = [status, runs, cancel, retry, forget]

@@ -475,6 +475,18 @@ class Store(Reader):
         )
 
     @state_errors
+    def forget_run(self, run: str) -> int:
+        """Drop every record of `run` (jobs, attempts, events, file moves, the run); the
+        render times it taught stay. Returns how many job versions were dropped."""
+        with self._tx() as c:
+            ids = "SELECT id FROM jobs WHERE run = ?"
+            for table in ("file_moves", "attempts", "events"):
+                c.execute(f"DELETE FROM {table} WHERE job_id IN ({ids})", (run,))
+            dropped = c.execute("DELETE FROM jobs WHERE run = ?", (run,)).rowcount
+            c.execute("DELETE FROM runs WHERE name = ?", (run,))
+        return int(dropped)
+
+    @state_errors
     def add_render_time(self, group: str, seconds: float, *, keep: int = 500) -> None:
         """What one render of `group` took; only the newest `keep` of a group are kept."""
         with self._tx() as c:
