@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent / "batcher"
 LAYERS = [
     {"errors", "models", "crashpoints", "ports"},
     {"retry", "schema", "polling"},
-    {"client", "store", "download", "locks", "settings", "pacing", "outputs"},
+    {"client", "store", "download", "locks", "settings", "pacing", "outputs", "posters"},
     {"scheduler", "lifecycle", "jobfile", "report", "emulator"},
     {"session", "operations"},
     {"cli", "__main__"},
@@ -37,6 +37,7 @@ HOMES = {
     "uvicorn": {"emulator"},
     "httpx": {"client", "download", "session", "emulator"},
     "rich": {"cli"},
+    "av": {"posters"},
 }
 
 

@@ -13,6 +13,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
+from batcher.posters import ensure_posters
 from batcher.report import render_html
 from tests.browser import Browser, Page, find_chromium
 from tests.test_report_samples import CLIPS, sweep_run
@@ -50,7 +51,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = root / "outputs" / "tuscany"
     page = root / "pages" / "report.html"  # not beside the videos: sources go "../outputs/"
     page.parent.mkdir(parents=True)
-    page.write_text(render_html(sweep_run(run_dir), out_dir=page.parent), encoding="utf-8")
+    records = sweep_run(run_dir)
+    ensure_posters(records)  # as `batcher report` does
+    page.write_text(render_html(records, out_dir=page.parent), encoding="utf-8")
     return page
 
 
@@ -134,6 +137,11 @@ def test_videos_load_lazily_from_files_that_exist(page: Page, report: Path) -> N
         assert parsed.scheme == "file"
         assert Path(unquote(parsed.path)).is_file(), url
     assert any(u.endswith("/odd%20dir/a%20b%231%3F.mp4") for u in urls)
+    posters = page.eval("[...document.querySelectorAll('video')].map(v => v.poster)")
+    assert len(posters) == total and all(posters), posters  # a picture before any playback
+    for url in posters:
+        still = Path(unquote(urlparse(url).path))
+        assert still.is_file() and still.read_bytes()[:2] == b"\xff\xd8", url
     assert set(page.eval("[...document.querySelectorAll('video')].map(v => v.preload)")) == {
         "metadata"
     }

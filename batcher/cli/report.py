@@ -20,6 +20,7 @@ from batcher.cli.common import handle_errors, state_option
 from batcher.errors import StateError
 from batcher.models import JobRecord
 from batcher.operations import render_time_lines, render_times
+from batcher.posters import ensure_posters
 from batcher.report import render_csv, render_html, render_jsonl, render_yaml
 from batcher.store import Store
 
@@ -88,8 +89,10 @@ def write_html_report(store: Store, run: str, output: Path | None) -> Path:
     """Write the HTML report of `run` (default `<run out_dir>/report.html`); its path."""
     run = pick_run(store, run)
     path = report_path(None if output is None else str(output), store.run_info(run).out_dir, "html")
+    records = store.records(run)
+    ensure_posters(records)
     text = render(
-        store.records(run),
+        records,
         "html",
         page_dir=path.parent,
         title=f"batcher: {run}",
@@ -137,6 +140,8 @@ def report(run: str | None, fmt: str, output: str | None, partial: bool, state_p
         records = store.records(name)
         run_out = store.run_info(name).out_dir
         times = _render_times(store, name) if fmt == "html" else []
+    if fmt == "html":
+        ensure_posters(records)
     title = f"batcher: {name}"
     to_stdout = output == "-" or (output is None and fmt != "html")
     if to_stdout:

@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import quote
 
 from batcher.models import JobRecord, JobState
+from batcher.posters import poster_path
 from batcher.report.grid import Group, group_records, layout, value_label
 from batcher.report.manifest import iso, render_seconds
 
@@ -134,9 +135,14 @@ def _media(record: JobRecord, report_dir: str | os.PathLike[str]) -> str:
     video = _video_output(record) if record.state is JobState.DONE else None
     if video is not None:
         src = esc(media_url(record, video, report_dir))
+        still = poster_path(Path(record.out_dir) / video)
+        poster = ""
+        if still.is_file():  # made by `batcher report` beside the video
+            shown = esc(media_url(record, str(still.relative_to(record.out_dir)), report_dir))
+            poster = f' poster="{shown}"'
         return (
             f'<div class="media {aspect}" data-lazy><template class="player"><video controls '
-            f'muted loop playsinline preload="none" src="{src}"></video></template></div>'
+            f'muted loop playsinline preload="none"{poster} src="{src}"></video></template></div>'
         )
     kind = "" if record.state.terminal or record.state is JobState.UNKNOWN else " active"
     state = record.state.value

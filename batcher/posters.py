@@ -1,0 +1,73 @@
+"""Poster frames: the first frame of each video as a JPEG next to it, so a report's cards
+show a picture before any player loads. PyAV decodes and encodes (it ships its own FFmpeg).
+
+Invariants: a poster is `NAME~poster.jpg` beside `NAME.mp4` (`~` never appears in a job's
+output name, so no job's file can be one); it is written whole (temp file, then rename)
+and made again when the video is newer; a video that cannot be read gets no poster and
+no error (the page shows the player alone).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable
+from fractions import Fraction
+from pathlib import Path
+
+from batcher.models import JobRecord
+
+SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
+
+
+def poster_path(video: Path) -> Path:
+    return video.with_name(f"{video.stem}~poster.jpg")
+
+
+def ensure_poster(video: Path) -> Path | None:
+    """The poster of `video`, made if missing or older than the video; None if it cannot be."""
+    if video.suffix.lower() not in SUFFIXES:
+        return None
+    poster = poster_path(video)
+    try:
+        if poster.exists() and poster.stat().st_mtime >= video.stat().st_mtime:
+            return poster
+        data = first_frame_jpeg(video)
+    except Exception:  # noqa: BLE001 - any unreadable video: no poster, never a failed report
+        return None
+    fd, tmp = tempfile.mkstemp(prefix=f".{poster.name}.", suffix=".tmp", dir=poster.parent)
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.fchmod(fd, 0o666 & ~mask)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, poster)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+        return None
+    return poster
+
+
+def ensure_posters(records: Iterable[JobRecord]) -> None:
+    """A poster beside every recorded video (made once; again when the video changed)."""
+    for record in records:
+        for output in record.outputs:
+            ensure_poster(Path(record.out_dir) / output.path)
+
+
+def first_frame_jpeg(video: Path) -> bytes:
+    """The first decodable frame of `video`, as JPEG bytes."""
+    import av  # here: a command that makes no posters does not pay for loading FFmpeg
+
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        frame = next(container.decode(stream))
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height = frame.width, frame.height
+    codec.pix_fmt = "yuvj420p"  # full-range YUV: what JPEG holds
+    codec.time_base = Fraction(1, 25)  # one still image: any time base will do
+    image = frame.reformat(format="yuvj420p")
+    image.pts = 0
+    packets = list(codec.encode(image)) + list(codec.encode(None))
+    return b"".join(bytes(p) for p in packets)

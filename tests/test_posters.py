@@ -1,0 +1,37 @@
+"""Poster frames (posters.py): the first frame as a JPEG beside the video, made again only
+when the video changed; an unreadable video gets none and no error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from batcher.posters import ensure_poster, poster_path
+
+CLIP = Path(__file__).resolve().parent.parent / "batcher/emulator/clips/landscape-testsrc.mp4"
+
+
+def test_a_poster_is_the_first_frame_beside_the_video(tmp_path: Path) -> None:
+    video = tmp_path / "fox.mp4"
+    shutil.copy(CLIP, video)
+    poster = ensure_poster(video)
+    assert poster == tmp_path / "fox~poster.jpg" == poster_path(video)
+    data = poster.read_bytes()
+    assert data[:2] == b"\xff\xd8" and data[-2:] == b"\xff\xd9"  # a whole JPEG
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+    made = poster.stat().st_mtime_ns
+    assert ensure_poster(video) == poster and poster.stat().st_mtime_ns == made  # kept
+    later = poster.stat().st_mtime + 10
+    os.utime(video, (later, later))  # the video was replaced since
+    assert ensure_poster(video) == poster and poster.stat().st_mtime_ns != made
+
+
+def test_an_unreadable_video_gets_no_poster_and_no_error(tmp_path: Path) -> None:
+    broken = tmp_path / "half.mp4"
+    broken.write_bytes(CLIP.read_bytes()[:300])
+    assert ensure_poster(broken) is None and not poster_path(broken).exists()
+    assert ensure_poster(tmp_path / "missing.mp4") is None
+    sidecar = tmp_path / "fox.json"
+    sidecar.write_text("{}")
+    assert ensure_poster(sidecar) is None  # not a video
