@@ -30,7 +30,9 @@ def ensure_poster(video: Path) -> Path | None:
         return None
     poster = poster_path(video)
     try:
-        if poster.exists() and poster.stat().st_mtime >= video.stat().st_mtime:
+        made = video.stat()
+        # ctime too: a rename (an undo brings an archived version back) keeps the mtime
+        if poster.exists() and poster.stat().st_mtime >= max(made.st_mtime, made.st_ctime):
             return poster
         data = first_frame_jpeg(video)
     except Exception:  # noqa: BLE001 - any unreadable video: no poster, never a failed report

@@ -25,6 +25,13 @@ def test_a_poster_is_the_first_frame_beside_the_video(tmp_path: Path) -> None:
     later = poster.stat().st_mtime + 10
     os.utime(video, (later, later))  # the video was replaced since
     assert ensure_poster(video) == poster and poster.stat().st_mtime_ns != made
+    # An older file renamed into place (an undo) keeps its old mtime: still made again.
+    other = tmp_path / "fox~v1.mp4"
+    shutil.copy(Path(str(CLIP).replace("landscape-testsrc", "square-gradients")), other)
+    os.utime(other, (1_000_000, 1_000_000))
+    before = poster.read_bytes()
+    other.replace(video)
+    assert ensure_poster(video) == poster and poster.read_bytes() != before
 
 
 def test_an_unreadable_video_gets_no_poster_and_no_error(tmp_path: Path) -> None:
