@@ -137,7 +137,7 @@ def test_one_bad_file_among_good_ones_exits_2(
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["validate", "good.yaml", "bad.yaml"])
     assert result.exit_code == 2
-    assert result.stdout == "good.yaml: ok, 1 jobs\n"
+    assert result.stdout == "good.yaml: ok, 1 job\n"
     assert result.stderr.splitlines() == [
         "bad.yaml:3:5: jobs[0].cfg: unknown key (did you mean 'cfg_scale'?)",
         "bad.yaml: 1 error(s)",
@@ -151,7 +151,7 @@ def test_warnings_do_not_fail_validation(tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["validate", "warn.yaml"])
     assert result.exit_code == 0
-    assert result.stdout == "warn.yaml: ok, 1 jobs, 2 warning(s)\n"
+    assert result.stdout == "warn.yaml: ok, 1 job, 2 warning(s)\n"
     assert result.stderr.splitlines() == [
         "warn.yaml:2:10: warning: vars.spare: var 'spare' is never used",
         "warn.yaml:4:13: warning: jobs[0].prompt: prompt is 2501 characters; Kling's limit is 2500",

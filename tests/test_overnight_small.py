@@ -93,3 +93,17 @@ def test_the_report_is_as_readable_as_the_videos(tmp_path: Path) -> None:
     video = stat.S_IMODE(os.stat(folder / "c0.mp4").st_mode)
     page = stat.S_IMODE(os.stat(folder / "report.html").st_mode)
     assert page == video and page & stat.S_IRGRP
+
+
+def test_one_job_reads_as_one_job(tmp_path: Path) -> None:
+    (tmp_path / "jobs.yaml").write_text(jobs(1))
+    valid = batcher(["validate", "jobs.yaml"], cwd=tmp_path, base_url="http://127.0.0.1:9")
+    assert valid.stdout.strip() == "jobs.yaml: ok, 1 job"
+    run = batcher(
+        ["run", "jobs.yaml", "--emulator", "--state", "s.db", "--out", "out", *FAST],
+        cwd=tmp_path,
+        base_url="http://127.0.0.1:9",
+    )
+    assert "\n1 job: 1 done;" in run.stdout and "1 jobs" not in run.stdout
+    status = batcher(["status", "--state", "s.db"], cwd=tmp_path, base_url="http://127.0.0.1:9")
+    assert "night: 1 job (done 1)" in status.stdout

@@ -46,6 +46,11 @@ def exit_code_for(exc: errors.BatcherError) -> int:
     return EXIT_FAILED
 
 
+def count(n: int, noun: str) -> str:
+    """`1 job`, `2 jobs`: counts read as English."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def err(message: str) -> None:
     """Print one line to stderr."""
     click.echo(message, err=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from batcher import errors
-from batcher.cli.common import EXIT_USAGE, err, handle_errors, state_option
+from batcher.cli.common import EXIT_USAGE, count, err, handle_errors, state_option
 from batcher.jobfile import load_jobfile
 from batcher.jobfile.plan import (
     COLUMNS,
@@ -52,7 +52,7 @@ def validate(files: tuple[Path, ...]) -> None:
         for w in jf.warnings:
             err(str(w))
         note = f", {len(jf.warnings)} warning(s)" if jf.warnings else ""
-        click.echo(f"{path}: ok, {len(jf.jobs)} jobs{note}")
+        click.echo(f"{path}: ok, {count(len(jf.jobs), 'job')}{note}")
     if bad:
         sys.exit(EXIT_USAGE)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import anyio
 import click
 
-from batcher.cli.common import handle_errors, state_option
+from batcher.cli.common import count, handle_errors, state_option
 from batcher.errors import UsageError
 from batcher.models import JobState
 from batcher.operations import (
@@ -43,7 +43,7 @@ def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -
     for run_data in data["runs"]:
         counts = ", ".join(f"{k} {v}" for k, v in run_data["counts"].items())
         click.echo(
-            f"{run_data['run']}: {run_data['total']} jobs ({counts}); "
+            f"{run_data['run']}: {count(run_data['total'], 'job')} ({counts}); "
             f"spend at most ${run_data['spend_usd']:.2f} (sent, incl. failed/unknown); "
             f"outputs {run_data['out_dir']}"
         )
@@ -202,7 +202,8 @@ def forget(run_name: str, yes: bool, state_path: Path) -> None:
             if not sys.stdin.isatty():
                 raise UsageError(f"forgetting run {run_name!r} needs a confirmation: add --yes")
             click.confirm(
-                f"forget run {run_name!r} ({total} jobs)? Its files in {info.out_dir} stay",
+                f"forget run {run_name!r} ({count(total, 'job')})? "
+                f"Its files in {info.out_dir} stay",
                 abort=True,
             )
         dropped = store.forget_run(run_name)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from batcher.cli.common import handle_errors, state_option
+from batcher.cli.common import count, handle_errors, state_option
 from batcher.errors import StateError
 from batcher.models import JobRecord
 from batcher.operations import render_time_lines, render_times
@@ -154,7 +154,7 @@ def report(run: str | None, fmt: str, output: str | None, partial: bool, state_p
     page_dir = path.parent.resolve()
     text = render(records, fmt, page_dir=page_dir, title=title, partial=partial, render_times=times)
     write_text(path, text)
-    click.echo(f"{fmt} report of run {name!r} ({len(records)} job versions): {path}")
+    click.echo(f"{fmt} report of run {name!r} ({count(len(records), 'job version')}): {path}")
 
 
 COMMANDS: list[click.Command] = [report]

@@ -22,6 +22,7 @@ from batcher.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    count,
     err,
     exit_code_for,
     handle_errors,
@@ -291,7 +292,7 @@ def _finish(
     spend = f"spend ${store.committed_spend(runs):.2f} committed"
     if emulated:
         spend += " (emulated: nothing billed)"
-    click.echo(f"\n{total} jobs: {line}; {spend}")
+    click.echo(f"\n{count(total, 'job')}: {line}; {spend}")
     for run, folder in out_dirs.items():
         click.echo(f"outputs of {run}: {folder}")
     needs_care = _attention(store, runs)
