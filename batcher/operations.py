@@ -179,9 +179,10 @@ def _cancellable(store: Store, name: str) -> int:
 
 async def cancel_runs(
     store: Store, run: str | None, *, base_url: str | None, every: bool = False
-) -> list[str]:
-    """Cancel pending and unknown jobs locally and queued/running ones remotely."""
-    lines: list[str] = []
+) -> list[dict[str, Any]]:
+    """Cancel pending and unknown jobs locally and queued/running ones remotely. One entry
+    per job touched: key, was, now (its state after), request_id, and a `text` line."""
+    done: list[dict[str, Any]] = []
     runs = acting_runs(
         store,
         run,
@@ -193,22 +194,31 @@ async def cancel_runs(
     for name in runs:
         for job in store.jobs([name], [S.PENDING, S.UNKNOWN]):
             if store.transition(job.id, job.state, S.CANCELLED, error="cancelled by user"):
-                lines.append(
-                    f"cancelled  {job.key} (was {job.state.value}, never sent"
-                    f"{' or outcome unknown' if job.state is S.UNKNOWN else ''})"
-                )
+                unknown = " or outcome unknown" if job.state is S.UNKNOWN else ""
+                text = f"cancelled  {job.key} (was {job.state.value}, never sent{unknown})"
+                done.append(_cancelled(job, S.CANCELLED, text))
         remote = store.jobs([name], [S.QUEUED, S.RUNNING], current_only=False)
         if remote:
             options = store.run_info(name).options
             api = ApiSettings.for_run(os.environ, options, base_url=base_url, run=name)
-            lines += await _cancel_remote(store, api, remote)
-    if not lines:
-        lines.append("nothing to cancel")
-    return lines
+            done += await _cancel_remote(store, api, remote)
+    return done
 
 
-async def _cancel_remote(store: Store, api: ApiSettings, jobs: Sequence[Job]) -> list[str]:
-    lines: list[str] = []
+def _cancelled(job: Job, now: JobState, text: str) -> dict[str, Any]:
+    return {
+        "key": job.key,
+        "was": job.state.value,
+        "now": now.value,
+        "request_id": job.request_id,
+        "text": text,
+    }
+
+
+async def _cancel_remote(
+    store: Store, api: ApiSettings, jobs: Sequence[Job]
+) -> list[dict[str, Any]]:
+    done: list[dict[str, Any]] = []
     async with open_api(api, state_path=Path(store.path)) as (client, _files):
         for job in jobs:
             handle = job.handle or client.handle(job.request_id or "")
@@ -217,7 +227,7 @@ async def _cancel_remote(store: Store, api: ApiSettings, jobs: Sequence[Job]) ->
             except errors.AuthError:
                 raise
             except errors.BatcherError as exc:
-                lines.append(f"not cancelled {job.key}: {exc}")
+                done.append(_cancelled(job, job.state, f"not cancelled {job.key}: {exc}"))
                 continue
             if outcome.cancelled:
                 if store.transition(
@@ -227,13 +237,15 @@ async def _cancel_remote(store: Store, api: ApiSettings, jobs: Sequence[Job]) ->
                     error="cancelled by user",
                     attempt={"outcome": "cancelled"},
                 ):
-                    lines.append(f"cancelled  {job.key} [{job.request_id}]")
+                    text = f"cancelled  {job.key} [{job.request_id}]"
+                    done.append(_cancelled(job, S.CANCELLED, text))
             else:
-                lines.append(
+                text = (
                     f"running    {job.key} [{job.request_id}]: {outcome.outcome}; "
                     "it will finish and be billed; `batcher resume` downloads it"
                 )
-    return lines
+                done.append(_cancelled(job, job.state, text))
+    return done
 
 
 def missing_files(store: Store, run: str) -> list[Job]:

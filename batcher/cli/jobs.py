@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,28 +33,40 @@ from batcher.models import JobSpec
 
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: each file's result.")
 @handle_errors
-def validate(files: tuple[Path, ...]) -> None:
+def validate(files: tuple[Path, ...], as_json: bool) -> None:
     """Check job files; exit 0 when every one is valid, 2 when not."""
     bad = 0
+    results: list[dict[str, Any]] = []
     for path in files:
+        result: dict[str, Any] = {"file": str(path), "ok": False, "jobs": None, "problems": []}
+        results.append(result)
         try:
             jf = load_jobfile(path)
         except errors.JobFileInvalid as exc:
-            for p in exc.problems:
-                err(str(p))
-            n = sum(1 for p in exc.problems if p.severity == "error")
-            err(f"{path}: {n} error(s)")
+            result["problems"] = [asdict(p) for p in exc.problems]
+            if not as_json:
+                for p in exc.problems:
+                    err(str(p))
+                n = sum(1 for p in exc.problems if p.severity == "error")
+                err(f"{path}: {n} error(s)")
             bad += 1
             continue
         except errors.BatcherError as exc:
-            err(f"batcher: error: {exc}")
+            result["problems"] = [{"file": str(path), "what": str(exc), "severity": "error"}]
+            if not as_json:
+                err(f"batcher: error: {exc}")
             bad += 1
             continue
-        for w in jf.warnings:
-            err(str(w))
-        note = f", {len(jf.warnings)} warning(s)" if jf.warnings else ""
-        click.echo(f"{path}: ok, {count(len(jf.jobs), 'job')}{note}")
+        result |= {"ok": True, "jobs": len(jf.jobs), "problems": [asdict(w) for w in jf.warnings]}
+        if not as_json:
+            for w in jf.warnings:
+                err(str(w))
+            note = f", {len(jf.warnings)} warning(s)" if jf.warnings else ""
+            click.echo(f"{path}: ok, {count(len(jf.jobs), 'job')}{note}")
+    if as_json:
+        click.echo(json.dumps({"files": results}, indent=2))
     if bad:
         sys.exit(EXIT_USAGE)
 

@@ -88,15 +88,32 @@ ALL_HELP = (
 @click.command()
 @click.argument("run_name", required=False)
 @click.option("--all", "every", is_flag=True, help=ALL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
 @state_option
 @handle_errors
-def cancel(run_name: str | None, every: bool, base_url: str | None, state_path: Path) -> None:
+def cancel(
+    run_name: str | None, every: bool, as_json: bool, base_url: str | None, state_path: Path
+) -> None:
     """Cancel queued remote requests and pending local jobs of RUN."""
     with Store.open(state_path, create=False) as store:
-        lines = anyio.run(lambda: cancel_runs(store, run_name, base_url=base_url, every=every))
-    for line in lines:
-        click.echo(line)
+        done = anyio.run(lambda: cancel_runs(store, run_name, base_url=base_url, every=every))
+    if as_json:
+        entries = [{k: v for k, v in e.items() if k != "text"} for e in done]
+        click.echo(
+            json.dumps(
+                {
+                    "cancelled": [e for e in entries if e["now"] == "cancelled"],
+                    "not_cancelled": [e for e in entries if e["now"] != "cancelled"],
+                },
+                indent=2,
+            )
+        )
+        return
+    for entry in done:
+        click.echo(entry["text"])
+    if not done:
+        click.echo("nothing to cancel")
 
 
 @click.command()
@@ -113,11 +130,13 @@ def cancel(run_name: str | None, every: bool, base_url: str | None, state_path: 
     "--missing", "missing", is_flag=True, help="Done jobs whose files were deleted (re-download)."
 )
 @click.option("--all", "every", is_flag=True, help=ALL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @state_option
 @handle_errors
 def retry(
     run_name: str | None,
     every: bool,
+    as_json: bool,
     failed: bool,
     unknown: bool,
     cancelled: bool,
@@ -138,6 +157,21 @@ def retry(
         runs = retry_runs(store, run_name, states, missing=missing, every=every)
         moved = [job for run in runs for job in retry_jobs(store, run, states)]
         fetch = refetch_missing(store, runs) if missing else []
+        now = {j.id: store.job(j.id).state.value for j in [*moved, *fetch]}
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "runs": runs,
+                    "retried": [
+                        {"key": j.key, "was": j.state.value, "now": now[j.id]} for j in moved
+                    ],
+                    "refetched": [{"key": j.key, "now": now[j.id]} for j in fetch],
+                },
+                indent=2,
+            )
+        )
+        return
     click.echo(f"{len(moved)} job(s) back to pending; run `batcher resume` to continue")
     if missing:
         click.echo(f"{len(fetch)} done job(s) with missing files will be downloaded again")

@@ -1,0 +1,52 @@
+"""`--json` on the commands that report something (issue 12): validate, cancel, retry give
+one JSON document scripts can read, with the same exit codes as the text."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_acting_runs import batcher as plain_batcher
+from tests.test_acting_runs import states, two_runs
+
+pytestmark = pytest.mark.e2e
+
+
+def test_validate_json_lists_each_file_with_its_jobs_or_problems(tmp_path: Path) -> None:
+    (tmp_path / "good.yaml").write_text("name: n\njobs:\n  - prompt: a fox\n  - prompt: an owl\n")
+    (tmp_path / "bad.yaml").write_text("name: n\njobs:\n  - prompt: a fox\n    duraton: 5\n")
+    done = plain_batcher("validate", "--json", "good.yaml", "bad.yaml", cwd=tmp_path)
+    assert done.returncode == 2
+    report = json.loads(done.stdout)
+    good, bad = report["files"]
+    assert good == {"file": "good.yaml", "ok": True, "jobs": 2, "problems": []}
+    assert bad["ok"] is False and bad["jobs"] is None
+    [problem] = [p for p in bad["problems"] if p["severity"] == "error"]
+    assert (problem["line"], problem["col"]) == (4, 5) and "duration" in problem["what"]
+    assert set(problem) == {"file", "line", "col", "where", "what", "severity"}
+
+
+def test_cancel_and_retry_json_say_what_moved(tmp_path: Path) -> None:
+    path = two_runs(tmp_path)
+    cancel = plain_batcher("cancel", "day", "--json", "--state", str(path), cwd=tmp_path)
+    assert cancel.returncode == 0, cancel.stderr
+    moved = json.loads(cancel.stdout)
+    assert [(c["key"], c["was"], c["now"]) for c in moved["cancelled"]] == [
+        ("day/job-0", "pending", "cancelled"),
+        ("day/job-1", "pending", "cancelled"),
+    ]
+    retry = plain_batcher(
+        "retry", "day", "--cancelled", "--json", "--state", str(path), cwd=tmp_path
+    )
+    assert retry.returncode == 0, retry.stderr
+    back = json.loads(retry.stdout)
+    assert [(r["key"], r["now"]) for r in back["retried"]] == [
+        ("day/job-0", "pending"),
+        ("day/job-1", "pending"),
+    ]
+    assert back["runs"] == ["day"]
+    assert {s for _, s in states(path)} == {"pending"}
+    refused = plain_batcher("cancel", "--json", "--state", str(path), cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stdout == ""  # errors stay on stderr
