@@ -18,6 +18,7 @@ from batcher.retry import Backoff
 
 EMULATOR_TOKEN = "emulator-token"
 EMULATOR_BASE_URL = "http://emulator.batcher.invalid"
+TOKEN_ENV = "RUNCOMFY_API_TOKEN"  # where the token comes from (and is never passed on)
 TOKEN_HELP = (
     "RUNCOMFY_API_TOKEN is not set. Create a token in your RunComfy profile "
     "(runcomfy.com → Profile → API Keys), then `export RUNCOMFY_API_TOKEN=...`; "
@@ -51,7 +52,7 @@ class ApiSettings:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"RUNCOMFY_BASE_URL must be an http(s) URL, got {url!r}")
-        token = env.get("RUNCOMFY_API_TOKEN", "").strip()
+        token = env.get(TOKEN_ENV, "").strip()
         if not token:
             raise ConfigError(TOKEN_HELP)
         return cls(base_url=url, token=token, timeouts=t)

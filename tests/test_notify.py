@@ -79,3 +79,27 @@ def test_a_failing_notify_command_is_a_warning_not_a_new_outcome(tmp_path: Path)
         )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "notify" in run.stderr and "7" in run.stderr
+
+
+def test_the_notify_command_never_sees_the_token(tmp_path: Path) -> None:
+    with running_emulator(EmulatorConfig(speed=0.02, token=TOKEN)) as emu:
+        (tmp_path / "jobs.yaml").write_text(JOBS)
+        run = batcher(
+            [
+                "run",
+                "jobs.yaml",
+                "--state",
+                "s.db",
+                "--out",
+                "out",
+                *FAST,
+                "--notify",
+                "env > seen.env; cat > summary.json",
+            ],
+            cwd=tmp_path,
+            base_url=emu.base_url,
+        )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert TOKEN not in (tmp_path / "seen.env").read_text()
+    assert TOKEN not in (tmp_path / "summary.json").read_text()
+    assert "RUNCOMFY_BASE_URL" in (tmp_path / "seen.env").read_text()  # the rest is passed on

@@ -36,7 +36,13 @@ from batcher.models import JobSpec
 @click.option("--json", "as_json", is_flag=True, help="One JSON document: each file's result.")
 @handle_errors
 def validate(files: tuple[Path, ...], as_json: bool) -> None:
-    """Check job files; exit 0 when every one is valid, 2 when not."""
+    """Check job files; exit 0 when every one is valid, 2 when not.
+
+    \b
+    Examples:
+      batcher validate jobs/*.yaml
+      batcher validate night.yaml --json | jq '.files[].problems[].what'
+    """
     bad = 0
     results: list[dict[str, Any]] = []
     for path in files:
@@ -77,7 +83,13 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
 @state_option
 @handle_errors
 def plan(file: Path, as_json: bool, state_path: Path) -> None:
-    """Show the expanded jobs, which are new / done / changed, seconds and estimated cost."""
+    """Show the expanded jobs, which are new / done / changed, seconds and estimated cost.
+
+    \b
+    Examples:
+      batcher plan night.yaml
+      batcher plan night.yaml --json | jq '[.jobs[] | select(.mark == "new")] | length'
+    """
     jf = load_jobfile(file)
     for w in jf.warnings:
         err(str(w))

@@ -34,7 +34,13 @@ SHORT_LIST = 5  # cancelled jobs listed one by one up to this many
 @state_option
 @handle_errors
 def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -> None:
-    """Counts by state and the jobs that need attention."""
+    """Counts by state, spend, the jobs that need attention, and render times seen.
+
+    \b
+    Examples:
+      batcher status night
+      batcher status --json | jq '.runs[] | {run, counts}'
+    """
     with Store.open(state_path, create=False, read_only=True) as store:
         data = status_data(store, run_name)
     if as_json:
@@ -95,7 +101,13 @@ ALL_HELP = (
 def cancel(
     run_name: str | None, every: bool, as_json: bool, base_url: str | None, state_path: Path
 ) -> None:
-    """Cancel queued remote requests and pending local jobs of RUN."""
+    """Cancel queued remote requests and pending local jobs of RUN.
+
+    \b
+    Examples:
+      batcher cancel night          # one run
+      batcher cancel --all          # every run in the state
+    """
     with Store.open(state_path, create=False) as store:
         done = anyio.run(lambda: cancel_runs(store, run_name, base_url=base_url, every=every))
     if as_json:
@@ -143,7 +155,14 @@ def retry(
     missing: bool,
     state_path: Path,
 ) -> None:
-    """Put failed (or unknown / cancelled / missing) jobs of RUN back; then `batcher resume`."""
+    """Put failed (or unknown / cancelled / missing) jobs of RUN back; then `batcher resume`.
+
+    \b
+    Examples:
+      batcher retry night                 # failed jobs (a failed download downloads again)
+      batcher retry night --missing       # files deleted since: downloaded again, not rendered
+      batcher retry night --unknown       # may pay twice: check your dashboard first
+    """
     states = [
         s
         for s, on in (

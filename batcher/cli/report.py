@@ -134,7 +134,14 @@ def _render_times(store: Store, run: str) -> list[str]:
 @state_option
 @handle_errors
 def report(run: str | None, fmt: str, output: str | None, partial: bool, state_path: Path) -> None:
-    """Write a report of RUN (default: the newest run)."""
+    """Write a report of RUN (default: the newest run).
+
+    \b
+    Examples:
+      batcher report                      # outputs/<run>/report.html, with poster frames
+      batcher report night --format csv -o night.csv
+      batcher report night --format yaml > again.yaml   # a job file that re-creates it
+    """
     with Store.open(state_path, create=False, read_only=True) as store:
         name = pick_run(store, run)
         records = store.records(name)

@@ -43,7 +43,7 @@ from batcher.session import (
     record_runs,
     run_folder,
 )
-from batcher.settings import ApiSettings, RunSettings
+from batcher.settings import TOKEN_ENV, ApiSettings, RunSettings
 from batcher.store import Store
 
 NOTIFY_TIMEOUT = 120.0  # seconds a --notify command may take
@@ -357,7 +357,14 @@ def run(
     base_url: str | None,
     **kw: Any,
 ) -> None:
-    """Submit, poll and download every job of FILE... until done or failed."""
+    """Submit, poll and download every job of FILE... until done or failed.
+
+    \b
+    Examples:
+      batcher run jobs/demo.yaml --emulator             # try it: no token, no money
+      batcher run night.yaml --max-cost 40 --report --notify 'notify-send batcher done'
+      batcher run night.yaml --no-progress > night.log  # every line says when
+    """
     api = ApiSettings.resolve(
         os.environ,
         emulator=kw["emulator"],
@@ -426,6 +433,7 @@ def _wrap_up(
 def notify(command: str, summary: dict[str, Any]) -> None:
     """Run `command` (a shell command) with the JSON summary on its stdin; a failure is a
     warning: the run's outcome stays what it was."""
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # the token stays ours
     try:
         done = subprocess.run(
             command,
@@ -434,6 +442,7 @@ def notify(command: str, summary: dict[str, Any]) -> None:
             text=True,
             timeout=NOTIFY_TIMEOUT,
             check=False,
+            env=env,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         err(f"batcher: warning: --notify command could not run: {exc}")
