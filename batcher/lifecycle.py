@@ -62,6 +62,15 @@ MAX_HICCUPS = 50  # API errors tolerated while fetching one result
 ACCEPT_TRIES = 6  # commits of a request id tried before it is rescued to a file
 
 
+def _where(base_url: str) -> str:
+    """The API's host[:port], never its credentials: it names render-time groups."""
+    if base_url == EMULATOR_BASE_URL:
+        return "emulator"
+    parts = urlsplit(base_url)
+    host = parts.hostname or "api"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
 def trouble(exc: errors.BatcherError) -> str:
     """How an API failure reads in an outage line."""
     if isinstance(exc, errors.RateLimited):
@@ -126,8 +135,7 @@ class Lifecycle:
         self.emit, self.clock, self.sleep, self.rng = emit, clock, sleep, rng
         self.submitted = 0
         self._wakes: dict[str, anyio.Event] = {}  # set when a group has news
-        base = api.base_url
-        self._where = "emulator" if base == EMULATOR_BASE_URL else urlsplit(base).netloc or base
+        self._where = _where(api.base_url)
 
     # -- the whole life ------------------------------------------------------------
     async def live(self, job: Job, slot: Slot) -> None:

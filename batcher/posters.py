@@ -37,12 +37,15 @@ def ensure_poster(video: Path) -> Path | None:
         data = first_frame_jpeg(video)
     except Exception:  # noqa: BLE001 - any unreadable video: no poster, never a failed report
         return None
-    fd, tmp = tempfile.mkstemp(prefix=f".{poster.name}.", suffix=".tmp", dir=poster.parent)
     try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.fchmod(fd, 0o666 & ~mask)
+        fd, tmp = tempfile.mkstemp(prefix=f".{poster.name}.", suffix=".tmp", dir=poster.parent)
+    except OSError:  # a folder we may read but not write: no poster, the report goes on
+        return None
+    try:
         with os.fdopen(fd, "wb") as fh:
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(fh.fileno(), 0o666 & ~mask)
             fh.write(data)
         os.replace(tmp, poster)
     except OSError:
@@ -55,7 +58,10 @@ def ensure_posters(records: Iterable[JobRecord]) -> None:
     """A poster beside every recorded video (made once; again when the video changed)."""
     for record in records:
         for output in record.outputs:
-            ensure_poster(Path(record.out_dir) / output.path)
+            try:
+                ensure_poster(Path(record.out_dir) / output.path)
+            except Exception:  # noqa: BLE001 - a poster is a nicety: never the report's end
+                continue
 
 
 def first_frame_jpeg(video: Path) -> bytes:

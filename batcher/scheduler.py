@@ -97,6 +97,7 @@ class Scheduler:
         self._charged: dict[int, tuple[float, float]] = {}
         self._bill_ratio = 1.0  # what the API billed over what was estimated (at least 1)
         self._billed = self._billed_estimate = 0.0
+        self._billed_attempts: set[tuple[int, int]] = set()
         self._done = False  # nothing pending and no job task alive
 
     # -- Control, as lent to each job's life -------------------------------------------
@@ -121,9 +122,14 @@ class Scheduler:
             self._spend -= charged
 
     def billed(self, job: Job, cost: float | None) -> None:
-        """A render finished and the API said what it cost: the budget counts that."""
+        """A render finished and the API said what it cost: the budget counts that (once
+        per attempt: a job taken up again after a crash is not billed twice). A cost of 0
+        or less is read as not said: the estimate stands."""
+        if (job.id, job.attempts) in self._billed_attempts:
+            return
+        self._billed_attempts.add((job.id, job.attempts))
         _, charged = self._charged.pop(job.id, (job.cost_estimate, job.cost_estimate))
-        if cost is None or not job.cost_estimate > 0:
+        if cost is None or not cost > 0 or not job.cost_estimate > 0:
             return
         self._billed += cost
         self._billed_estimate += job.cost_estimate

@@ -47,3 +47,19 @@ async def test_the_budget_counts_what_the_api_billed(tmp_path: Path, concurrency
     assert billed <= 10.0 + (concurrency - 1) * (BILLED - ESTIMATE) + 1e-9, (sent, billed)
     assert sent <= int(10.0 / BILLED) + concurrency, sent  # estimates alone would send 11
     assert h.store.committed_spend(["r"]) == pytest.approx(billed)
+
+
+class Free(Dearer):
+    """A server that reports a cost of 0 (or says nothing useful): the estimate stands."""
+
+    async def result(self, req: Any, **kw: Any) -> Any:
+        answer = await self.inner.result(req, **kw)
+        return replace(answer, cost=0.0) if isinstance(answer, Succeeded) else answer
+
+
+async def test_a_reported_cost_of_zero_does_not_lift_the_cap(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, slots=8))
+    h.store.sync_jobs("r", specs(20))
+    summary = await h.run(wrap_api=Free, max_cost=2.0, concurrency=1)
+    assert summary.stop_reason == "budget"
+    assert len(h.emulator.submissions) == 2  # $0.84 each against $2.00, as estimated

@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from batcher import posters
 from batcher.posters import ensure_poster, poster_path
 
 CLIP = Path(__file__).resolve().parent.parent / "batcher/emulator/clips/landscape-testsrc.mp4"
@@ -42,3 +46,23 @@ def test_an_unreadable_video_gets_no_poster_and_no_error(tmp_path: Path) -> None
     sidecar = tmp_path / "fox.json"
     sidecar.write_text("{}")
     assert ensure_poster(sidecar) is None  # not a video
+
+
+def test_a_folder_that_cannot_take_a_poster_is_no_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video = tmp_path / "fox.mp4"
+    shutil.copy(CLIP, video)
+
+    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError("read-only folder")
+
+    monkeypatch.setattr(posters.tempfile, "mkstemp", refuse)
+    assert ensure_poster(video) is None and not poster_path(video).exists()
+
+    def crash(video: Path) -> None:
+        raise RuntimeError("whatever FFmpeg thinks of it")
+
+    monkeypatch.setattr(posters, "ensure_poster", crash)
+    record = SimpleNamespace(out_dir=str(tmp_path), outputs=[SimpleNamespace(path="fox.mp4")])
+    posters.ensure_posters([record])  # type: ignore[list-item]  # no exception: report goes on
