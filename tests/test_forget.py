@@ -58,3 +58,20 @@ def test_a_run_with_paid_work_still_out_is_not_forgotten(tmp_path: Path) -> None
     kept = batcher(["forget", "night", "--yes", "--state", "s.db"], cwd=tmp_path, base_url=NOWHERE)
     assert kept.returncode == 2 and "downloading" in kept.stderr
     assert runs(tmp_path) == ["night", "day"]
+
+
+def test_a_render_paid_for_but_not_downloaded_is_not_forgotten(tmp_path: Path) -> None:
+    two_runs(tmp_path)
+    with Store.open(tmp_path / "s.db") as store:
+        [job] = store.jobs(["night"], [JobState.DONE])
+        store.transition(job.id, JobState.DONE, JobState.DOWNLOADING, reason="test")
+        store.transition(
+            job.id,
+            JobState.DOWNLOADING,
+            JobState.FAILED,
+            error="download failed",
+            attempt={"outcome": "download_failed"},
+        )
+    kept = batcher(["forget", "night", "--yes", "--state", "s.db"], cwd=tmp_path, base_url=NOWHERE)
+    assert kept.returncode == 2 and "retry" in kept.stderr, kept.stdout + kept.stderr
+    assert runs(tmp_path) == ["night", "day"]

@@ -223,15 +223,6 @@ def runs(as_json: bool, state_path: Path) -> None:
         )
 
 
-OUTSTANDING = (
-    JobState.SUBMITTING,
-    JobState.QUEUED,
-    JobState.RUNNING,
-    JobState.DOWNLOADING,
-    JobState.UNKNOWN,
-)
-
-
 @click.command()
 @click.argument("run_name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -242,14 +233,6 @@ def forget(run_name: str, yes: bool, state_path: Path) -> None:
     process drives it or while paid work is still out (cancel or finish it first)."""
     with Store.open(state_path, create=False) as store, hold_runs(store.path, [run_name]):
         info = store.run_info(run_name)
-        out = store.jobs([run_name], OUTSTANDING, current_only=False)
-        if out:
-            states = sorted({j.state.value for j in out})
-            raise UsageError(
-                f"run {run_name!r} has {len(out)} job(s) with paid work still out "
-                f"({', '.join(states)}): `batcher cancel {run_name}` or `batcher resume "
-                f"{run_name}` first, so no render is lost"
-            )
         total = sum(store.counts([run_name]).values())
         if not yes:
             if not sys.stdin.isatty():

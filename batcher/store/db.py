@@ -32,7 +32,7 @@ from typing import Any
 
 import sqlite_utils
 
-from batcher.errors import StateError
+from batcher.errors import StateError, UsageError
 from batcher.models import ALLOWED, JobSpec, JobState, OutputFile, Submitted
 from batcher.store.access import read_only_connection, refuse_unwritable, why_unwritable
 from batcher.store.failures import BUSY_TIMEOUT, busy_timeout_from, state_errors, translated
@@ -477,9 +477,33 @@ class Store(Reader):
     @state_errors
     def forget_run(self, run: str) -> int:
         """Drop every record of `run` (jobs, attempts, events, file moves, the run); the
-        render times it taught stay. Returns how many job versions were dropped."""
+        render times it taught stay. Returns how many job versions were dropped.
+
+        Refused (UsageError, nothing changed) while the run has paid work still out: a
+        request in flight or held as unknown, a render whose download failed (`retry`
+        fetches it), or a file move not yet made. Checked in the same transaction."""
         with self._tx() as c:
             ids = "SELECT id FROM jobs WHERE run = ?"
+            out = c.execute(
+                "SELECT j.state, COUNT(*) n FROM jobs j WHERE j.run = ? AND (j.state IN"
+                " ('submitting', 'queued', 'running', 'downloading', 'unknown') OR"
+                " (j.state = 'failed' AND (SELECT a.outcome FROM attempts a WHERE"
+                " a.job_id = j.id ORDER BY a.number DESC LIMIT 1) = 'download_failed'))"
+                " GROUP BY j.state",
+                (run,),
+            ).fetchall()
+            moves = c.execute(
+                f"SELECT COUNT(*) n FROM file_moves WHERE state = 'planned' AND job_id IN ({ids})",
+                (run,),
+            ).fetchone()["n"]
+            if out or moves:
+                what = [f"{r['n']} {r['state']}" for r in out]
+                what += [f"{moves} file move(s) not yet made"] if moves else []
+                raise UsageError(
+                    f"run {run!r} still has paid work out ({', '.join(what)}): `batcher resume "
+                    f"{run}` finishes it, `batcher retry {run}` fetches failed downloads, "
+                    f"`batcher cancel {run}` stops what is queued; then forget it"
+                )
             for table in ("file_moves", "attempts", "events"):
                 c.execute(f"DELETE FROM {table} WHERE job_id IN ({ids})", (run,))
             dropped = c.execute("DELETE FROM jobs WHERE run = ?", (run,)).rowcount
