@@ -103,3 +103,17 @@ def test_the_notify_command_never_sees_the_token(tmp_path: Path) -> None:
     assert TOKEN not in (tmp_path / "seen.env").read_text()
     assert TOKEN not in (tmp_path / "summary.json").read_text()
     assert "RUNCOMFY_BASE_URL" in (tmp_path / "seen.env").read_text()  # the rest is passed on
+
+
+def test_notify_hears_a_run_that_could_not_start(tmp_path: Path) -> None:
+    (tmp_path / "jobs.yaml").write_text(JOBS)
+    run = batcher(
+        ["run", "jobs.yaml", "--state", "s.db", "--out", "out", "--notify", HEARD, *FAST],
+        cwd=tmp_path,
+        base_url="http://127.0.0.1:9",  # nothing listens there
+    )
+    assert run.returncode == 2, run.stdout + run.stderr
+    [summary] = heard(tmp_path)
+    assert summary["ended"] == "error" and summary["exit_code"] == 2
+    assert "127.0.0.1:9" in summary["error"]
+    assert summary["runs"][0]["counts"] == {"pending": 3}

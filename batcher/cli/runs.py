@@ -30,7 +30,7 @@ from batcher.cli.common import (
     state_option,
 )
 from batcher.cli.progress import Progress
-from batcher.errors import AuthError, StateLocked, UsageError
+from batcher.errors import AuthError, BatcherError, StateLocked, UsageError
 from batcher.jobfile import load_jobfile
 from batcher.models import UNFINISHED, JobState
 from batcher.operations import render_times, status_data
@@ -380,12 +380,22 @@ def run(
     for jf in loaded:
         ensure_writable(run_folder(jf, out_dir))
     started = time.time()
-    with Store.open(state_path) as store, hold_runs(store.path, runs):
-        record_runs(
-            store, loaded, out=out_dir, api=api, moving=base_url is not None, flags=_flags(kw)
-        )
-        code, ended = _drive_all(store, runs, kw, base_url=base_url)
-        _wrap_up(store, runs, code, ended, started=started, kw=kw)
+    with Store.open(state_path) as store:
+        try:
+            with hold_runs(store.path, runs):
+                record_runs(
+                    store,
+                    loaded,
+                    out=out_dir,
+                    api=api,
+                    moving=base_url is not None,
+                    flags=_flags(kw),
+                )
+                code, ended = _drive_all(store, runs, kw, base_url=base_url)
+        except BatcherError as exc:  # the API unreachable at start, a refused token...
+            _tell(store, runs, exit_code_for(exc), "error", started=started, kw=kw, why=exc)
+            raise
+        _wrap_up(store, runs, code, ended, started=started, kw=kw)  # the locks are free
     sys.exit(code)
 
 
@@ -399,22 +409,43 @@ def _wrap_up(
     kw: dict[str, Any],
 ) -> None:
     """The report (when asked for, now or when the run started) and the notification."""
-    kept = {r: dict(store.run_info(r).options) for r in runs}
     reports: dict[str, str] = {}
     if code in (EXIT_OK, EXIT_FAILED):
         from batcher.cli.report import write_html_report
 
         for run_name in runs:
-            if kw.get("make_report") or kept[run_name].get("report"):
-                path = write_html_report(store, run_name, None)
+            if kw.get("make_report") or store.run_info(run_name).options.get("report"):
+                try:
+                    path = write_html_report(store, run_name, None)
+                except (BatcherError, OSError) as exc:  # the run's outcome stands
+                    err(f"batcher: warning: the report of {run_name} could not be written: {exc}")
+                    continue
                 reports[run_name] = str(path)
                 click.echo(f"report: {path}")
             else:
                 where = "" if str(store.path) == DEFAULT_STATE else f" --state {store.path}"
                 click.echo(f"HTML report: batcher report {run_name}{where}")
+    _tell(store, runs, code, ended, started=started, kw=kw, reports=reports)
+
+
+def _tell(
+    store: Store,
+    runs: Sequence[str],
+    code: int,
+    ended: str,
+    *,
+    started: float,
+    kw: dict[str, Any],
+    reports: dict[str, str] | None = None,
+    why: Exception | None = None,
+) -> None:
+    """Run each --notify / `notify:` command once, for the runs that asked for it."""
+    reports = reports or {}
+    known = set(store.run_names())
     commands: dict[str, list[str]] = {}
     for run_name in runs:
-        command = kw.get("notify") or kept[run_name].get("notify")
+        kept = store.run_info(run_name).options if run_name in known else {}
+        command = kw.get("notify") or kept.get("notify")
         if command:
             commands.setdefault(str(command), []).append(run_name)
     for command, named in commands.items():
@@ -427,6 +458,8 @@ def _wrap_up(
             "report": reports.get(named[0]) if len(named) == 1 else None,
             "reports": {r: reports.get(r) for r in named},
         }
+        if why is not None:
+            summary["error"] = str(why)
         notify(command, summary)
 
 
@@ -488,8 +521,13 @@ def resume(run_names: tuple[str, ...], state_path: Path, base_url: str | None, *
             click.echo(f"resuming {', '.join(mine)}")
             sys.stdout.flush()  # a watcher may wait for this line
             started = time.time()
-            code, ended = _drive_all(store, mine, kw, base_url=base_url)
-            _wrap_up(store, mine, code, ended, started=started, kw=kw)
+            try:
+                code, ended = _drive_all(store, mine, kw, base_url=base_url)
+            except BatcherError as exc:
+                held.close()
+                _tell(store, mine, exit_code_for(exc), "error", started=started, kw=kw, why=exc)
+                raise
+        _wrap_up(store, mine, code, ended, started=started, kw=kw)  # the locks are free
     sys.exit(code)
 
 
