@@ -88,16 +88,17 @@ def holder(state_path: Path, run: str, *, proc_locks: Path = Path("/proc/locks")
     """The pid of the process driving `run` (holding its lock), or None: read from the
     kernel's lock table, so asking never takes the lock a starting run may want."""
     try:
-        ino = _lock_file(state_path, run).stat().st_ino
+        st = _lock_file(state_path, run).stat()
         table = proc_locks.read_text(encoding="ascii", errors="replace")
     except OSError:
         return None
+    # "1: FLOCK  ADVISORY  WRITE 19595 fe:00:2163853 0 EOF": major:minor:inode of the file
+    ours = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
     for line in table.splitlines():
         parts = line.split()
-        # "1: FLOCK  ADVISORY  WRITE 19595 fe:00:2163853 0 EOF"
-        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5].rsplit(":", 1)[-1] == str(ino):
+        if len(parts) >= 6 and parts[1] == "FLOCK" and parts[5] == ours:
             try:
-                return int(parts[4])
+                return int(parts[4])  # 0: a holder in another pid namespace (a container)
             except ValueError:
                 return None
     return None

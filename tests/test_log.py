@@ -79,3 +79,21 @@ def test_follow_prints_a_run_as_another_process_drives_it(tmp_path: Path) -> Non
         assert driver.returncode == 0, driven
         assert watch.returncode == 0, watch.stderr
         assert sum("-> done" in line for line in watch.stdout.splitlines()) == 3
+
+
+def test_follow_stops_when_nobody_drives_the_run(tmp_path: Path) -> None:
+    with running_emulator(EmulatorConfig(speed=0.02, token=TOKEN)) as emu:
+        (tmp_path / "jobs.yaml").write_text(JOBS)
+        state = ["--state", "state.db"]
+        held = batcher(
+            ["run", "jobs.yaml", *state, "--out", "out", "--max-cost", "0.01", *FAST],
+            cwd=tmp_path,
+            base_url=emu.base_url,
+        )
+        assert "budget" in held.stdout
+        watch = batcher(
+            ["log", "--follow", *state], cwd=tmp_path, base_url=emu.base_url, timeout=30
+        )
+    assert watch.returncode == 0, watch.stderr
+    assert "no process is driving night" in watch.stderr
+    assert "resume night" in watch.stderr

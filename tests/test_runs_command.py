@@ -45,7 +45,7 @@ def recorded(tmp: Path, base_url: str, *names: str) -> None:
 
 
 def test_runs_lists_each_run_with_counts_spend_api_and_its_driver(tmp_path: Path) -> None:
-    with running_emulator(EmulatorConfig(speed=0.6, spread=0.0, token=TOKEN)) as emu:
+    with running_emulator(EmulatorConfig(speed=1.2, spread=0.0, token=TOKEN)) as emu:  # 6 s renders
         recorded(tmp_path, emu.base_url, "night", "day")
         idle = json.loads(
             batcher(
@@ -77,7 +77,7 @@ def test_runs_lists_each_run_with_counts_spend_api_and_its_driver(tmp_path: Path
 
 
 def test_resume_drives_the_runs_nobody_holds_and_says_which_it_skipped(tmp_path: Path) -> None:
-    with running_emulator(EmulatorConfig(speed=0.6, spread=0.0, token=TOKEN)) as emu:
+    with running_emulator(EmulatorConfig(speed=1.2, spread=0.0, token=TOKEN)) as emu:  # 6 s renders
         recorded(tmp_path, emu.base_url, "night", "day")
         driver = start(
             ["resume", "night", "--state", "state.db", "--max-cost", "100", *FAST],

@@ -12,10 +12,12 @@ import click
 
 from batcher.cli.common import handle_errors, state_option
 from batcher.cli.report import pick_run
+from batcher.locks import holder
 from batcher.models import UNFINISHED
 from batcher.store import Store
 
 FOLLOW_EVERY = 1.0  # seconds between looks at the state with --follow
+FOLLOW_IDLE = 5.0  # seconds with nobody driving the run before --follow stops
 
 
 def iso(at: float) -> str:
@@ -59,7 +61,7 @@ class Lines:
     "-f",
     "--follow",
     is_flag=True,
-    help="Keep printing new events until the run has nothing unfinished (Ctrl-C to stop).",
+    help="Keep printing new events while the run is driven (Ctrl-C to stop).",
 )
 @state_option
 @handle_errors
@@ -74,13 +76,23 @@ def log(run_name: str | None, as_json: bool, follow: bool, state_path: Path) -> 
     """
     with Store.open(state_path, create=False, read_only=True) as store:
         run = pick_run(store, run_name)
-        lines, last = Lines(run), 0
+        lines, last, idle = Lines(run), 0, 0
         while True:
-            for row in store.run_events(run, after=last):
+            rows = store.run_events(run, after=last)
+            for row in rows:
                 last = row["id"]
                 entry = lines.entry(row)
                 click.echo(json.dumps(entry) if as_json else Lines.text(entry))
             if not follow or not store.jobs([run], list(UNFINISHED), current_only=False):
+                return
+            # Nobody driving it and nothing new for a while: the run stopped (a budget, an
+            # interrupt); say so rather than wait forever.
+            idle = 0 if rows or holder(Path(store.path), run) is not None else idle + 1
+            if idle * FOLLOW_EVERY >= FOLLOW_IDLE:
+                click.echo(
+                    f"(no process is driving {run}; `batcher resume {run}` continues it)",
+                    err=True,
+                )
                 return
             time.sleep(FOLLOW_EVERY)
 

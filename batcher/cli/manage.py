@@ -216,7 +216,8 @@ def runs(as_json: bool, state_path: Path) -> None:
         click.echo("no runs yet")
     for r in data:
         counts = ", ".join(f"{k} {v}" for k, v in r["counts"].items()) or "no jobs"
-        driver = f"driven by pid {r['driven_by']}" if r["driven_by"] else "not running"
+        pid = r["driven_by"]
+        driver = "not running" if pid is None else f"driven by pid {pid}" if pid else "driven"
         click.echo(
             f"{r['run']}: {counts}; spend at most ${r['spend_usd']:.2f}; {r['api']}; "
             f"last activity {r['last_activity']}; {driver}"
