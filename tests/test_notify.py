@@ -57,6 +57,7 @@ def test_the_job_files_notify_and_report_are_kept_for_resume(tmp_path: Path) -> 
             cwd=tmp_path,
             base_url=emu.base_url,
         )
+        assert f"notify: jobs.yaml asks to run `{HEARD}` when night ends" in held.stdout
         [first] = heard(tmp_path)
         assert first["ended"] == "budget" and first["exit_code"] == held.returncode
         resumed = batcher(

@@ -60,7 +60,16 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
             bad += 1
             continue
         except errors.BatcherError as exc:
-            result["problems"] = [{"file": str(path), "what": str(exc), "severity": "error"}]
+            result["problems"] = [
+                {
+                    "file": str(path),
+                    "line": None,
+                    "col": None,
+                    "where": "",
+                    "what": str(exc),
+                    "severity": "error",
+                }
+            ]
             if not as_json:
                 err(f"batcher: error: {exc}")
             bad += 1

@@ -377,6 +377,9 @@ def run(
             err(str(w))
     runs = [jf.run for jf in loaded]
     check_distinct_runs(loaded)
+    for jf in loaded:  # a job file that runs a command says so before anything happens
+        if jf.options.notify and not kw.get("notify"):
+            click.echo(f"notify: {jf.path} asks to run `{jf.options.notify}` when {jf.run} ends")
     for jf in loaded:
         ensure_writable(run_folder(jf, out_dir))
     started = time.time()
