@@ -107,3 +107,15 @@ def test_one_job_reads_as_one_job(tmp_path: Path) -> None:
     assert "\n1 job: 1 done;" in run.stdout and "1 jobs" not in run.stdout
     status = batcher(["status", "--state", "s.db"], cwd=tmp_path, base_url="http://127.0.0.1:9")
     assert "night: 1 job (done 1)" in status.stdout
+
+
+def test_quiet_shows_only_what_needs_attention_and_the_summary(tmp_path: Path) -> None:
+    (tmp_path / "jobs.yaml").write_text(jobs(3))
+    run = batcher(
+        ["run", "jobs.yaml", "--emulator", "--state", "s.db", "--out", "out", "-q", *FAST],
+        cwd=tmp_path,
+        base_url="http://127.0.0.1:9",
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert " done " not in run.stdout and "night/c0" not in run.stdout  # no event lines
+    assert "3 jobs: 3 done" in run.stdout  # the summary stays

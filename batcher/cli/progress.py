@@ -25,7 +25,8 @@ ORDER = (
     "unknown",
     "cancelled",
 )
-QUIET_KINDS = frozenset({"submitted", "running"})
+QUIET_KINDS = frozenset({"submitted", "running"})  # shown with -v only
+ATTENTION_KINDS = frozenset({"failed", "unknown", "stop", "warn", "outage", "recovered"})  # -q
 
 
 class Progress:
@@ -38,12 +39,13 @@ class Progress:
         *,
         live: bool,
         verbose: bool = False,
+        quiet: bool = False,
         typical_render: float | None = None,
         concurrency: int = 1,
     ) -> None:
         self._counts, self._spend = counts, spend
         self._typical, self._concurrency = typical_render, max(1, concurrency)
-        self._live_on, self._verbose = live, verbose
+        self._live_on, self._verbose, self._quiet = live, verbose, quiet
         self._recent: deque[str] = deque(maxlen=5)
         self._start = time.monotonic()
         self._done_at_start: int | None = None
@@ -72,7 +74,10 @@ class Progress:
             self._outage = None
         if e.kind in ("failed", "unknown", "retry", "stop", "warn", "outage", "recovered"):
             self._recent.append(f"{stamp} {line}")
-        if self._live is None and (self._verbose or e.kind not in QUIET_KINDS):
+        shown = (
+            e.kind in ATTENTION_KINDS if self._quiet else self._verbose or e.kind not in QUIET_KINDS
+        )
+        if self._live is None and shown:
             click.echo(f"{stamp} {line}", err=False)  # every plain line says when
             sys.stdout.flush()
 

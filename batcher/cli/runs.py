@@ -151,6 +151,12 @@ def _run_options(fn: Any) -> Any:
             help="Write the HTML report at the end (kept for `resume`).",
         ),
         click.option("--no-progress", is_flag=True, help="Plain line-by-line output."),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="Only what needs attention (failures, stops, outages) and the final summary.",
+        ),
         click.option("-v", "--verbose", is_flag=True, help="Show every event."),
         state_option,
     ]
@@ -229,7 +235,7 @@ def _drive(
     submitting stopped (None: it did not)."""
     out_dirs = {r: Path(store.run_info(r).out_dir) for r in runs}
     _warn_over_budget(store, runs, settings.max_cost)
-    live = sys.stderr.isatty() and not kw.get("no_progress")
+    live = sys.stderr.isatty() and not kw.get("no_progress") and not kw.get("quiet")
     models = sorted({store.run_info(r).model for r in runs})
     seen = render_times(store, models, now=time.time())
     progress = Progress(
@@ -237,6 +243,7 @@ def _drive(
         lambda: store.committed_spend(runs),
         live=live,
         verbose=bool(kw.get("verbose")),
+        quiet=bool(kw.get("quiet")),
         typical_render=max((e["p50"] for e in seen), default=None),
         concurrency=settings.concurrency,
     )
@@ -261,15 +268,17 @@ def _warn_over_budget(store: Store, runs: Sequence[str], max_cost: float | None)
     if max_cost is None:
         return
     todo = store.jobs(runs, [JobState.PENDING])
-    planned = sum(j.cost_estimate for j in todo)
+    billed, estimated = store.billed(runs)
+    ratio = max(1.0, billed / estimated) if estimated > 0 else 1.0  # what bills said so far
+    planned = sum(j.cost_estimate for j in todo) * ratio
     committed = store.committed_spend(runs)
     if committed + planned <= max_cost + 1e-9:
         return
     room, fits = max_cost - committed, 0
     for job in todo:  # in the order they are sent
-        if job.cost_estimate > room + 1e-9:
+        if job.cost_estimate * ratio > room + 1e-9:
             break
-        room -= job.cost_estimate
+        room -= job.cost_estimate * ratio
         fits += 1
     already = f" (${committed:.2f} already committed)" if committed else ""
     click.echo(
