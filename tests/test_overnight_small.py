@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -119,3 +121,30 @@ def test_quiet_shows_only_what_needs_attention_and_the_summary(tmp_path: Path) -
     assert run.returncode == 0, run.stdout + run.stderr
     assert " done " not in run.stdout and "night/c0" not in run.stdout  # no event lines
     assert "3 jobs: 3 done" in run.stdout  # the summary stays
+
+
+def test_report_open_hands_the_page_to_the_desktop(tmp_path: Path) -> None:
+    (tmp_path / "jobs.yaml").write_text(jobs(1))
+    run = batcher(
+        ["run", "jobs.yaml", "--emulator", "--state", "s.db", "--out", "out", *FAST],
+        cwd=tmp_path,
+        base_url="http://127.0.0.1:9",
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    opener = bin_dir / "xdg-open"  # what click.launch runs on Linux
+    opener.write_text(f'#!/bin/sh\necho "$1" > {tmp_path / "opened.txt"}\n')
+    opener.chmod(0o755)
+    env_path = f"{bin_dir}:{os.environ['PATH']}"
+    done = subprocess.run(
+        [sys.executable, "-m", "batcher", "report", "--open", "--state", "s.db"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=os.environ | {"PATH": env_path},
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "opened.txt").read_text().strip().endswith("out/night/report.html")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from batcher.cli.common import count, handle_errors, state_option
+from batcher.cli.common import count, err, handle_errors, state_option
 from batcher.errors import StateError
 from batcher.models import JobRecord
 from batcher.operations import render_time_lines, render_times
@@ -131,9 +131,14 @@ def _render_times(store: Store, run: str) -> list[str]:
     help="yaml: leave out jobs no job entry can re-create (listed in the file's header) "
     "instead of failing.",
 )
+@click.option(
+    "--open", "open_it", is_flag=True, help="Open the written report (your desktop's viewer)."
+)
 @state_option
 @handle_errors
-def report(run: str | None, fmt: str, output: str | None, partial: bool, state_path: Path) -> None:
+def report(
+    run: str | None, fmt: str, output: str | None, partial: bool, open_it: bool, state_path: Path
+) -> None:
     """Write a report of RUN (default: the newest run).
 
     \b
@@ -162,6 +167,8 @@ def report(run: str | None, fmt: str, output: str | None, partial: bool, state_p
     text = render(records, fmt, page_dir=page_dir, title=title, partial=partial, render_times=times)
     write_text(path, text)
     click.echo(f"{fmt} report of run {name!r} ({count(len(records), 'job version')}): {path}")
+    if open_it and click.launch(str(path), wait=True) != 0:
+        err(f"batcher: warning: could not open {path}; open it yourself")
 
 
 COMMANDS: list[click.Command] = [report]
