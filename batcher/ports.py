@@ -81,6 +81,9 @@ class Ledger(Protocol):
         the database refuses it, somewhere that survives a failing database; `reconcile`
         brings it back."""
 
+    def note(self, runs: Sequence[str], kind: str, detail: str) -> None:
+        """Something that happened to whole runs (an API outage, its end), for the log."""
+
     def render_times(self, groups: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
         """(seconds, when seen) of earlier renders of these groups (polling learns)."""
 

@@ -150,7 +150,12 @@ class Scheduler:
             )
         else:
             text = f"API answering again after {lasted:.0f} s (trouble since {since})"
-        self.emit(Event("recovered" if o.kind == "recovered" else "outage", "", text))
+        kind = "recovered" if o.kind == "recovered" else "outage"
+        self.emit(Event(kind, "", text))
+        try:
+            self.ledger.note(self.runs, kind, text)  # for `batcher log` in the morning
+        except errors.StateError:
+            pass  # the screen and plain lines have it; the state has enough to do
 
     # -- top level ----------------------------------------------------------------------
     async def run(self) -> Summary:

@@ -66,3 +66,9 @@ def test_plain_lines_carry_the_time_and_an_outage_shows_with_its_end(tmp_path: P
     outage = events[kinds.index("outage")]
     assert "API failing" in outage and "since" in outage and "in flight" in outage
     assert "answering again" in events[kinds.index("recovered")]
+    # ... and the morning's `batcher log` tells it in its place, with times.
+    log = batcher(["log", "--state", "state.db"], cwd=tmp_path, base_url="http://127.0.0.1:9")
+    assert log.returncode == 0, log.stderr
+    told = [line for line in log.stdout.splitlines() if "(night)" in line]
+    assert [line.split("  ")[2].split(":")[0] for line in told] == ["outage", "recovered"]
+    assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line) for line in told)

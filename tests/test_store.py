@@ -38,7 +38,13 @@ def test_blank_database_gets_every_migration(tmp_path: Path) -> None:
         pass
     conn = sqlite3.connect(tmp_path / "b.db")
     names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
-    assert names == ["m001_initial", "m002_attempt_floor", "m003_file_moves", "m004_render_times"]
+    assert names == [
+        "m001_initial",
+        "m002_attempt_floor",
+        "m003_file_moves",
+        "m004_render_times",
+        "m005_run_notes",
+    ]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

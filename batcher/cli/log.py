@@ -33,7 +33,7 @@ class Lines:
         self.tries: dict[int, int] = {}
 
     def entry(self, row: dict[str, Any]) -> dict[str, Any]:
-        if row["to_state"] == "submitting":
+        if row["to_state"] == "submitting" and row["job_id"] is not None:
             self.tries[row["job_id"]] = self.tries.get(row["job_id"], 0) + 1
         return {
             "at": iso(row["at"]),
@@ -42,12 +42,14 @@ class Lines:
             "version": row["version"],
             "from": row["from_state"],
             "to": row["to_state"],
-            "attempt": self.tries.get(row["job_id"], 0),
+            "attempt": self.tries.get(row["job_id"], 0) if row["job_id"] is not None else None,
             "detail": row["detail"],
         }
 
     @staticmethod
     def text(e: dict[str, Any]) -> str:
+        if e["key"] is None:  # a note about the whole run: an outage, its end
+            return f"{e['at']}  ({e['run']})  {e['to']}: {e['detail']}"
         move = f"{e['from'] or 'new'} -> {e['to']}"
         tried = f" attempt {e['attempt']}" if e["attempt"] else ""
         detail = f": {e['detail']}" if e["detail"] else ""

@@ -17,6 +17,7 @@ from batcher.store.schema import (
     m002_attempt_floor,
     m003_file_moves,
     m004_render_times,
+    m005_run_notes,
     migrations,
 )
 
@@ -32,6 +33,7 @@ __all__ = [
     "m002_attempt_floor",
     "m003_file_moves",
     "m004_render_times",
+    "m005_run_notes",
     "migrations",
     "output_path",
     "plan_marks",

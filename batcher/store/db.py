@@ -475,6 +475,17 @@ class Store(Reader):
         )
 
     @state_errors
+    def note(self, runs: Sequence[str], kind: str, detail: str) -> None:
+        """Something that happened to whole runs (an outage), for `batcher log`."""
+        with self._tx() as c:
+            for run in runs:
+                c.execute(
+                    "INSERT INTO events (job_id, run, at, to_state, detail)"
+                    " VALUES (NULL, ?, ?, ?, ?)",
+                    (run, self._clock(), kind, detail),
+                )
+
+    @state_errors
     def forget_run(self, run: str) -> int:
         """Drop every record of `run` (jobs, attempts, events, file moves, the run); the
         render times it taught stay. Returns how many job versions were dropped.
@@ -506,6 +517,7 @@ class Store(Reader):
                 )
             for table in ("file_moves", "attempts", "events"):
                 c.execute(f"DELETE FROM {table} WHERE job_id IN ({ids})", (run,))
+            c.execute("DELETE FROM events WHERE job_id IS NULL AND run = ?", (run,))
             dropped = c.execute("DELETE FROM jobs WHERE run = ?", (run,)).rowcount
             c.execute("DELETE FROM runs WHERE name = ?", (run,))
         return int(dropped)

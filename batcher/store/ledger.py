@@ -174,6 +174,9 @@ class SqliteLedger:
                 fh.flush()
                 os.fsync(fh.fileno())
 
+    def note(self, runs: Sequence[str], kind: str, detail: str) -> None:
+        self.store.note(runs, kind, detail)
+
     def render_times(self, groups: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
         return self.store.render_times(groups)
 

@@ -213,13 +213,16 @@ class Reader:
 
     @state_errors
     def run_events(self, run: str, *, after: int = 0) -> list[dict[str, Any]]:
-        """A run's job events after event id `after`, oldest first, with each job's key
-        and version: id, at, key, version, job_id, from_state, to_state, detail."""
+        """A run's events after event id `after`, oldest first: its jobs' moves (with each
+        job's key and version) and notes about the whole run (job_id, key and version None):
+        id, at, key, version, job_id, from_state, to_state, detail."""
         rows = self._conn.execute(
             "SELECT e.id, e.at, e.job_id, e.from_state, e.to_state, e.detail, j.key, j.version"
-            " FROM events e JOIN jobs j ON j.id = e.job_id"
-            " WHERE j.run = ? AND e.id > ? ORDER BY e.id",
-            (run, after),
+            " FROM events e JOIN jobs j ON j.id = e.job_id WHERE j.run = ? AND e.id > ?"
+            " UNION ALL SELECT e.id, e.at, NULL, NULL, e.to_state, e.detail, NULL, NULL"
+            " FROM events e WHERE e.job_id IS NULL AND e.run = ? AND e.id > ?"
+            " ORDER BY 1",
+            (run, after, run, after),
         )
         return [dict(r) for r in rows]
 

@@ -86,3 +86,10 @@ def m004_render_times(db: sqlite_utils.Database) -> None:
         CREATE INDEX render_times_grp ON render_times(grp, at);
         """
     )
+
+
+@migrations()
+def m005_run_notes(db: sqlite_utils.Database) -> None:
+    # Events of a run rather than of one job (an API outage, its end): job_id is NULL and
+    # `run` names the run, so `batcher log` tells them in their place.
+    db.execute("ALTER TABLE events ADD COLUMN run TEXT")
