@@ -348,11 +348,10 @@ class Lifecycle:
                     took = st.elapsed if st.elapsed is not None and not seen_queued else None
                     if took is None and last is not None:
                         took = (last_at + now) / 2 - render_from
-                    if took is not None:
-                        self._learn(key, group, took)
+                    learnt = self._learn(key, group, took)
                     group.end(job.id)  # its download is not render time
                     self.control.billed(job, st.cost)  # before its slot is given back
-                    moved = self.ledger.rendered(job, state)
+                    moved = self.ledger.rendered(job, state, took=learnt)
                     slot.release()  # files are not the API's work: free the slot for the next
                     if moved:
                         await self.fetch(replace(job, state=S.DOWNLOADING), slot, first=st)
@@ -374,21 +373,22 @@ class Lifecycle:
             self.planner.group(key).remember(seen, self.clock())
         return self.planner.group(key)
 
-    def _learn(self, key: str, group: RenderTimes, seconds: float) -> None:
-        if not (math.isfinite(seconds) and seconds > 0):
-            return  # a clock set back, say: nothing to keep
+    def _learn(
+        self, key: str, group: RenderTimes, seconds: float | None
+    ) -> tuple[str, float] | None:
+        """Tell the group what a render took (waking its waiting jobs on news); returns the
+        sample to keep with the job's move, or None when there is nothing to learn."""
+        if seconds is None or not (math.isfinite(seconds) and seconds > 0):
+            return None  # resumed late, or a clock set back
         news = group.news
         group.add(seconds)
-        try:
-            self.ledger.render_time(key, seconds)
-        except errors.StateError:
-            pass  # a sample for later nights; the render itself is recorded next
         if group.news != news:
             self._wakes.pop(key, anyio.Event()).set()
+        return key, seconds
 
     async def _nap(self, seconds: float, key: str, news: int) -> bool:
         """Sleep `seconds`; False if news of the group came first (then plan again)."""
-        wake = self._wakes.setdefault(key, anyio.Event())
+        wake = self._wakes.get(key) or self._wakes.setdefault(key, anyio.Event())
         slept = False
         async with anyio.create_task_group() as tg:
 

@@ -269,3 +269,9 @@ class CancelOutcome:
 
     cancelled: bool
     outcome: str
+
+
+def bill_ratio(billed: float, estimated: float) -> float:
+    """How much more the API billed than was estimated, for the same renders (at least 1:
+    a budget never trusts a cheaper bill to pay for more)."""
+    return max(1.0, billed / estimated) if estimated > 0 else 1.0

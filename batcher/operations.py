@@ -91,11 +91,15 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at).astimezone().isoformat(timespec="seconds")
 
 
-def status_data(store: Store, run: str | None) -> dict[str, Any]:
-    """Counts by state, spend and the jobs needing attention, per run."""
+def status_data(
+    store: Store, run: str | None, *, only: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """Counts by state, spend and the jobs needing attention, per run (RUN, the runs in
+    `only`, or every run)."""
     out: list[dict[str, Any]] = []
     rescued = rescued_entries(store.path)
-    for name in _runs(store, run):
+    names = _runs(store, run)
+    for name in names if only is None else [n for n in names if n in only]:
         counts = store.counts([name])
         attention = []
         for job in store.jobs([name], ATTENTION):

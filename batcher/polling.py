@@ -92,8 +92,8 @@ class RenderTimes:
         self._bandwidth = policy.bandwidth * 2.0
         self.news = 0  # grows when polls already planned should be planned again
         self._added = 0  # samples added since this process began
-        self._tables: tuple[tuple[int, int, int, int], _Table] | None = None
-        self._policies: tuple[tuple[int, int, int, int], list[int]] | None = None
+        self._tables: tuple[tuple[int, int, int], _Table] | None = None
+        self._policies: tuple[tuple[int, int, int], list[int]] | None = None
         self._lams: tuple[tuple[int, int, int], float] | None = None
 
     # -- what is known ------------------------------------------------------------------
@@ -179,20 +179,21 @@ class RenderTimes:
         render time (the estimate's median, renders still running included: the first
         finishes of a night are its fastest), at least `floor`."""
         if self.p.delay is not None or not self._ages:
-            wanted = self._wanted_delay()
-        else:
-            table = self._table(now)
-            half = bisect_left([-s for s in table.surv], -0.5)
-            typical = table.ages[min(half, len(table.ages) - 1)]
-            wanted = min(max(self.p.floor, self.p.share * typical), self.p.cap / 2)
-        return max(wanted, self._table(now).least_delay if self._ages else 0.0)
+            return max(self._wanted_delay(), self._table(now).least_delay if self._ages else 0.0)
+        table = self._table(now)
+        half = bisect_left([-s for s in table.surv], -0.5)
+        typical = table.ages[min(half, len(table.ages) - 1)]
+        return max(self._aim(typical), table.least_delay)
 
     def _wanted_delay(self) -> float:
         """The delay aimed at, from the samples alone (the grid's fineness follows it)."""
         if self.p.delay is not None:
             return max(self.p.floor, self.p.delay)  # polls a floor apart wait floor/2 at best
         q = self.quantiles()
-        typical = q.p50 if q is not None else 0.0
+        return self._aim(q.p50 if q is not None else 0.0)
+
+    def _aim(self, typical: float) -> float:
+        """`share` of a typical render time, within [floor, cap / 2]."""
         return min(max(self.p.floor, self.p.share * typical), self.p.cap / 2)
 
     # -- the estimate ----------------------------------------------------------------------
@@ -249,10 +250,10 @@ class RenderTimes:
         """The oldest age anything is known at: the longest render seen or running."""
         return max(self._ages[-1] if self._ages else 0.0, self.oldest(now))
 
-    def _key(self, now: float) -> tuple[int, int, int, int]:
+    def _key(self, now: float) -> tuple[int, int, int]:
         """When the estimate is worth working out again: every 2 s of clock, and at once
         when what is known has doubled (so a busy night does not redo it per poll)."""
-        return (self._added.bit_length(), len(self._ages).bit_length(), 0, int(now // 2))
+        return (self._added.bit_length(), len(self._ages).bit_length(), int(now // 2))
 
     def _table(self, now: float) -> _Table:
         """Ages on a grid with the survival and the mean-age integral up to each."""

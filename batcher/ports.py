@@ -87,14 +87,12 @@ class Ledger(Protocol):
     def render_times(self, groups: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
         """(seconds, when seen) of earlier renders of these groups (polling learns)."""
 
-    def render_time(self, group: str, seconds: float) -> None:
-        """One render of `group` took `seconds` (kept for later runs)."""
-
     def started(self, job: Job) -> bool:
         """queued -> running."""
 
-    def rendered(self, job: Job, state: JobState) -> bool:
-        """queued/running -> downloading: the render succeeded, its files are to fetch."""
+    def rendered(self, job: Job, state: JobState, *, took: tuple[str, float] | None = None) -> bool:
+        """queued/running -> downloading: the render succeeded, its files are to fetch;
+        `took` (group, seconds) is kept with the move for later runs' polling."""
 
     def requeued(self, job: Job, state: JobState, why: str) -> bool:
         """A failed attempt with attempts left: back to pending for a new render."""

@@ -26,7 +26,7 @@ import anyio.abc
 
 from batcher import errors
 from batcher.lifecycle import Lifecycle, Slot
-from batcher.models import Event, Job, JobState
+from batcher.models import Event, Job, JobState, bill_ratio
 from batcher.pacing import Breaker, Outage
 from batcher.polling import Planner
 from batcher.ports import Api, Ledger, Sink
@@ -95,8 +95,7 @@ class Scheduler:
         self._spend: float | None = None  # committed USD, loaded once, then kept here
         # job id -> (estimate, USD charged to the budget at admission), until billed/returned
         self._charged: dict[int, tuple[float, float]] = {}
-        self._bill_ratio = 1.0  # what the API billed over what was estimated (at least 1)
-        self._billed = self._billed_estimate = 0.0
+        self._billed = self._billed_estimate = 0.0  # USD reported, and their estimates
         self._billed_attempts: set[tuple[int, int]] = set()
         self._done = False  # nothing pending and no job task alive
 
@@ -133,7 +132,6 @@ class Scheduler:
             return
         self._billed += cost
         self._billed_estimate += job.cost_estimate
-        self._bill_ratio = max(1.0, self._billed / self._billed_estimate)
         if self._spend is not None:
             self._spend += cost - charged
 
@@ -308,10 +306,8 @@ class Scheduler:
         if self._spend is None:
             self._spend = self.ledger.committed_spend(self.runs)
             self._billed, self._billed_estimate = self.ledger.billed(self.runs)
-            if self._billed_estimate > 0:
-                self._bill_ratio = max(1.0, self._billed / self._billed_estimate)
         # What the API bills beyond the estimates, for jobs in flight and the next one.
-        ratio = self._bill_ratio
+        ratio = bill_ratio(self._billed, self._billed_estimate)
         behind = sum(max(0.0, ratio * est - got) for est, got in self._charged.values())
         charge = nxt.cost_estimate * ratio
         if self._spend + behind + charge <= self.cfg.max_cost + 1e-9:

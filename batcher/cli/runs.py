@@ -32,7 +32,7 @@ from batcher.cli.common import (
 from batcher.cli.progress import Progress
 from batcher.errors import AuthError, BatcherError, StateLocked, UsageError
 from batcher.jobfile import load_jobfile
-from batcher.models import UNFINISHED, JobState
+from batcher.models import UNFINISHED, JobState, bill_ratio
 from batcher.operations import render_times, status_data
 from batcher.scheduler import Summary
 from batcher.session import (
@@ -269,7 +269,7 @@ def _warn_over_budget(store: Store, runs: Sequence[str], max_cost: float | None)
         return
     todo = store.jobs(runs, [JobState.PENDING])
     billed, estimated = store.billed(runs)
-    ratio = max(1.0, billed / estimated) if estimated > 0 else 1.0  # what bills said so far
+    ratio = bill_ratio(billed, estimated)  # what bills said so far
     planned = sum(j.cost_estimate for j in todo) * ratio
     committed = store.committed_spend(runs)
     if committed + planned <= max_cost + 1e-9:
@@ -461,8 +461,7 @@ def _tell(
         if command:
             commands.setdefault(str(command), []).append(run_name)
     for command, named in commands.items():
-        summary = status_data(store, None)
-        summary["runs"] = [r for r in summary["runs"] if r["run"] in named]
+        summary = status_data(store, None, only=named)  # what `status --json` says of them
         summary |= {
             "ended": ended,
             "exit_code": code,

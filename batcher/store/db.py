@@ -80,6 +80,9 @@ def _opening(path: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+KEEP_RENDER_TIMES = 500  # newest samples kept per group
+
+
 class Store(Reader):
     """A handle on one state database (bound to the thread that opened it)."""
 
@@ -523,18 +526,34 @@ class Store(Reader):
         return int(dropped)
 
     @state_errors
-    def add_render_time(self, group: str, seconds: float, *, keep: int = 500) -> None:
-        """What one render of `group` took; only the newest `keep` of a group are kept."""
+    def add_render_time(self, group: str, seconds: float) -> None:
+        """What one render of `group` took (outside a job's move: history, tests)."""
         with self._tx() as c:
-            c.execute(
-                "INSERT INTO render_times (grp, seconds, at) VALUES (?, ?, ?)",
-                (group, seconds, self._clock()),
-            )
-            c.execute(
-                "DELETE FROM render_times WHERE grp = ? AND id NOT IN"
-                " (SELECT id FROM render_times WHERE grp = ? ORDER BY at DESC, id DESC LIMIT ?)",
-                (group, group, keep),
-            )
+            self._add_render_time(c, group, seconds)
+
+    @state_errors
+    def rendered(self, job_id: int, frm: JobState, took: tuple[str, float] | None) -> bool:
+        """frm -> downloading, and what the render took (group, seconds) kept with it: one
+        transaction, so a crash can neither lose the move nor keep the sample twice."""
+        with self._tx() as c:
+            if not self._set_state(c, job_id, frm, JobState.DOWNLOADING, {}, None):
+                return False
+            if took is not None:
+                self._add_render_time(c, *took)
+        return True
+
+    def _add_render_time(
+        self, c: sqlite3.Connection, group: str, seconds: float, keep: int = KEEP_RENDER_TIMES
+    ) -> None:
+        c.execute(
+            "INSERT INTO render_times (grp, seconds, at) VALUES (?, ?, ?)",
+            (group, seconds, self._clock()),
+        )
+        c.execute(
+            "DELETE FROM render_times WHERE grp = ? AND id NOT IN"
+            " (SELECT id FROM render_times WHERE grp = ? ORDER BY at DESC, id DESC LIMIT ?)",
+            (group, group, keep),
+        )
 
     @state_errors
     def set_outputs(self, job_id: int, outputs: Sequence[OutputFile], *, reason: str) -> None:

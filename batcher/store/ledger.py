@@ -180,14 +180,11 @@ class SqliteLedger:
     def render_times(self, groups: Sequence[str]) -> dict[str, list[tuple[float, float]]]:
         return self.store.render_times(groups)
 
-    def render_time(self, group: str, seconds: float) -> None:
-        self.store.add_render_time(group, seconds)
-
     def started(self, job: Job) -> bool:
         return self.store.transition(job.id, S.QUEUED, S.RUNNING)
 
-    def rendered(self, job: Job, state: JobState) -> bool:
-        return self.store.transition(job.id, state, S.DOWNLOADING)
+    def rendered(self, job: Job, state: JobState, *, took: tuple[str, float] | None = None) -> bool:
+        return self.store.rendered(job.id, state, took)
 
     def requeued(self, job: Job, state: JobState, why: str) -> bool:
         return self.store.transition(
