@@ -217,11 +217,11 @@ def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
             outputs=output_urls(body), cost=_cost(body.get("cost")), elapsed=_elapsed(body)
         )
     if status in FAILURE:
-        err = body.get("error")
+        err, cost = body.get("error"), _cost(body.get("cost"))
         if err:
-            return Failed(error=_message({"error": err}))
+            return Failed(error=_message({"error": err}), cost=cost)
         text = _message(body)
-        return Failed(error="" if text == "no message" else text)
+        return Failed(error="" if text == "no message" else text, cost=cost)
     if status in CANCELLED:
         return Cancelled()
     if status in QUEUED:

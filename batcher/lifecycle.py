@@ -426,7 +426,7 @@ class Lifecycle:
 
     def _ended(self, job: Job, state: JobState, res: Failed | Cancelled) -> None:
         if isinstance(res, Failed):
-            self._remote_failed(job, state, res.error or "generation failed (no reason given)")
+            self._remote_failed(job, state, res.error or "generation failed (no reason given)", res)
         elif self.ledger.cancelled(job, state, "cancelled remotely"):
             self.control.returned(job)  # cancelled while queued: not billed
             self.emit(Event("cancelled", job.key, "cancelled remotely"))
@@ -447,23 +447,31 @@ class Lifecycle:
                 f"the API does not know this request any more ({exc}); "
                 "`batcher retry` renders it again"
             )
-            self._fail(job, state, why, O.FAILED)
+            self._fail(job, state, why, O.ABANDONED)
         else:
-            self._fail(job, state, str(exc), O.FAILED)
+            self._fail(job, state, str(exc), O.ABANDONED)
         slot.release()
         return False
 
-    def _remote_failed(self, job: Job, state: JobState, error: str) -> None:
-        """A failed attempt: back to pending while attempts remain, else failed for good.
+    def _remote_failed(self, job: Job, state: JobState, error: str, res: Failed) -> None:
+        """A failed generation: back to pending while attempts remain, else failed for good.
+        Not billed, so the budget gets its charge back, unless the API reported a cost.
 
         A superseded version is never claimed again, so it fails for good at once.
         """
         sent = self.ledger.sent_attempts(job)
         if job.current and sent < self.cfg.max_attempts:
-            if self.ledger.requeued(job, state, error):
+            written = self.ledger.requeued(job, state, error, cost=res.cost)
+            if written:
                 self.emit(Event("retry", job.key, f"attempt {sent} failed: {error}"))
-            return
-        self._fail(job, state, error, O.FAILED)
+        else:
+            written = self.ledger.failed(job, state, error, outcome=O.FAILED, cost=res.cost)
+            if written:
+                self.emit(Event("failed", job.key, error))
+        if written and res.cost is not None and res.cost > 0:
+            self.control.billed(job, res.cost)
+        elif written:
+            self.control.returned(job)
 
     def _fail(self, job: Job, state: JobState, why: str, outcome: AttemptOutcome) -> None:
         if self.ledger.failed(job, state, why, outcome=outcome):
@@ -486,7 +494,7 @@ class Lifecycle:
                     slot.release()
                     return
                 note += f"; cancel answered {outcome.outcome}"
-        self._fail(job, state, note + " (the request may still finish and be billed)", O.FAILED)
+        self._fail(job, state, note + " (the request may still finish and be billed)", O.ABANDONED)
         slot.release()
 
     # -- fetch and land -------------------------------------------------------------------
@@ -507,7 +515,7 @@ class Lifecycle:
                 if res is None:
                     return
             if isinstance(res, Failed):  # the render failed after all: render again
-                self._remote_failed(job, S.DOWNLOADING, res.error or "generation failed")
+                self._remote_failed(job, S.DOWNLOADING, res.error or "generation failed", res)
                 return
             if not isinstance(res, Succeeded) or not res.outputs:
                 hiccups += 1
@@ -557,7 +565,7 @@ class Lifecycle:
                 if action is Action.FATAL:
                     self.control.fatal(exc)
                     return None
-                outcome = O.FAILED if action is Action.EXPIRED else O.DOWNLOAD_FAILED
+                outcome = O.ABANDONED if action is Action.EXPIRED else O.DOWNLOAD_FAILED
                 self._fail(job, S.DOWNLOADING, f"result: {exc}", outcome)
                 return None
             self.breaker.success()

@@ -67,12 +67,15 @@ class AttemptOutcome(StrEnum):
     SUBMITTING = "submitting"  # claimed; its one POST is under way
     QUEUED = "queued"  # accepted: the request id is known
     SUCCEEDED = "succeeded"  # rendered and every file landed
-    FAILED = "failed"  # the render failed, expired, or passed its deadline
+    FAILED = "failed"  # the server said the generation failed
     REJECTED = "rejected"  # the API refused the payload (400/422): never accepted
     NOT_SENT = "not_sent"  # nothing reached the API (connect error, 429, stop, balance)
     UNKNOWN = "unknown"  # the POST may have been accepted: held by policy
     CANCELLED = "cancelled"  # cancelled while queued (not billed)
     DOWNLOAD_FAILED = "download_failed"  # rendered, but the files could not be stored
+    # No longer followed (its deadline passed, the API forgot it, or polling it failed for
+    # good): it may have rendered and been billed.
+    ABANDONED = "abandoned"
 
 
 # Attempts that never reached the API: they count neither as tries nor as spend.
@@ -250,9 +253,11 @@ class Succeeded:
 
 @dataclass(frozen=True)
 class Failed:
-    """Finished with an error (the server's text kept as given)."""
+    """Finished with an error (the server's text kept as given); `cost` if the API said
+    it billed one (failed generations are normally not billed)."""
 
     error: str = ""
+    cost: float | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +274,77 @@ class CancelOutcome:
 
     cancelled: bool
     outcome: str
+
+
+@dataclass(frozen=True)
+class Money:
+    """One account of a run's (or several runs') money, in USD, told the same way by
+    `plan`, `run`, `status`, `runs` and the report.
+
+    - estimated: the plan: every current job at its estimate.
+    - spent: rendered attempts, at the API's reported cost where it said one (`reported`
+      is that part), else at the estimate.
+    - sent: attempts sent whose outcome is not settled (queued, running, outcome unknown,
+      or no longer followed): they may be billed, counted at their estimates.
+    - failed: generations the server said failed, at their estimates: apart, not billed
+      (unless the API reported a cost for one, which then counts as spent).
+
+    `--max-cost` holds `spent + sent` (what is or may be billed) under the budget."""
+
+    estimated: float = 0.0
+    spent: float = 0.0
+    reported: float = 0.0
+    sent: float = 0.0
+    failed: float = 0.0
+
+    @property
+    def at_most(self) -> float:
+        """What is or may be billed: what a budget counts."""
+        return self.spent + self.sent
+
+    def __add__(self, other: Money) -> Money:
+        return Money(
+            self.estimated + other.estimated,
+            self.spent + other.spent,
+            self.reported + other.reported,
+            self.sent + other.sent,
+            self.failed + other.failed,
+        )
+
+    def as_json(self) -> dict[str, float]:
+        return {
+            "estimated_usd": round(self.estimated, 4),
+            "spent_usd": round(self.spent, 4),
+            "reported_usd": round(self.reported, 4),
+            "sent_usd": round(self.sent, 4),
+            "failed_usd": round(self.failed, 4),
+        }
+
+    @classmethod
+    def of_json(cls, data: dict[str, float]) -> Money:
+        return cls(
+            data["estimated_usd"],
+            data["spent_usd"],
+            data["reported_usd"],
+            data["sent_usd"],
+            data["failed_usd"],
+        )
+
+    def text(self) -> str:
+        """`$4.20 spent (API-reported $3.36), $0.84 sent not yet settled; estimated $8.40;
+        failed generations $0.84 (not billed)`: parts that are zero are left out."""
+        spent = f"${self.spent:.2f} spent"
+        if self.reported and abs(self.reported - self.spent) > 0.005:
+            spent += f" (${self.reported:.2f} of it reported by the API)"
+        elif self.reported:
+            spent += " (reported by the API)"
+        parts = [spent]
+        if self.sent > 0.005:
+            parts.append(f"${self.sent:.2f} sent, not yet settled")
+        out = ", ".join(parts) + f"; estimated ${self.estimated:.2f}"
+        if self.failed > 0.005:
+            out += f"; failed generations ${self.failed:.2f} (not billed)"
+        return out
 
 
 def bill_ratio(billed: float, estimated: float) -> float:

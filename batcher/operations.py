@@ -79,7 +79,7 @@ def runs_data(store: Store) -> list[dict[str, Any]]:
                 "api": api,
                 "out_dir": info.out_dir,
                 "counts": dict(sorted(store.counts([name]).items())),
-                "spend_usd": round(store.committed_spend([name]), 4),
+                "money": store.money([name]).as_json(),
                 "last_activity": None if last is None else _iso(last),
                 "driven_by": holder(Path(store.path), name),
             }
@@ -119,7 +119,7 @@ def status_data(
                 "out_dir": store.run_info(name).out_dir,
                 "total": sum(counts.values()),
                 "counts": dict(sorted(counts.items())),
-                "spend_usd": round(store.committed_spend([name]), 4),
+                "money": store.money([name]).as_json(),
                 "attention": attention,
                 "missing_files": [j.key for j in missing_files(store, name)],
                 # Answers the database could not take: followed (or re-sent) by `resume`.
@@ -140,6 +140,7 @@ def status_data(
     return {
         "state": str(store.path),
         "runs": out,
+        "money": store.money([r["run"] for r in out]).as_json(),  # the runs shown, together
         "render_times": render_times(store, models, now=time.time()),
     }
 

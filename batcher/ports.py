@@ -20,6 +20,7 @@ from batcher.models import (
     Job,
     JobRecord,
     JobState,
+    Money,
     OutputFile,
     RemoteStatus,
     Submitted,
@@ -37,8 +38,8 @@ class Ledger(Protocol):
     def peek_pending(self, runs: Sequence[str]) -> Job | None:
         """The job `claim` would take next."""
 
-    def committed_spend(self, runs: Sequence[str]) -> float:
-        """USD of every attempt that was (or may have been) sent."""
+    def money(self, runs: Sequence[str]) -> Money:
+        """The runs' account of money; its `at_most` (spent + sent) is what a budget holds."""
 
     def billed(self, runs: Sequence[str]) -> tuple[float, float]:
         """USD the API reported billing for finished attempts, and what those were
@@ -94,10 +95,13 @@ class Ledger(Protocol):
         """queued/running -> downloading: the render succeeded, its files are to fetch;
         `took` (group, seconds) is kept with the move for later runs' polling."""
 
-    def requeued(self, job: Job, state: JobState, why: str) -> bool:
-        """A failed attempt with attempts left: back to pending for a new render."""
+    def requeued(self, job: Job, state: JobState, why: str, *, cost: float | None = None) -> bool:
+        """A failed generation with attempts left: back to pending for a new render
+        (`cost`: what the API reported billing for the failed one, if it said)."""
 
-    def failed(self, job: Job, state: JobState, why: str, *, outcome: str) -> bool:
+    def failed(
+        self, job: Job, state: JobState, why: str, *, outcome: str, cost: float | None = None
+    ) -> bool:
         """Failed for good (`outcome` says how the attempt ended)."""
 
     def cancelled(self, job: Job, state: JobState, why: str) -> bool:

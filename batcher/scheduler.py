@@ -92,7 +92,7 @@ class Scheduler:
         self._stopping = False  # interrupted or fatal: stop everything
         self._closed = False  # budget, balance, disk, state: no new submissions
         self._last_submit: float | None = None
-        self._spend: float | None = None  # committed USD, loaded once, then kept here
+        self._spend: float | None = None  # USD spent or sent, loaded once, then kept here
         # job id -> (estimate, USD charged to the budget at admission), until billed/returned
         self._charged: dict[int, tuple[float, float]] = {}
         self._billed = self._billed_estimate = 0.0  # USD reported, and their estimates
@@ -304,7 +304,7 @@ class Scheduler:
         if self.cfg.max_cost is None:
             return True
         if self._spend is None:
-            self._spend = self.ledger.committed_spend(self.runs)
+            self._spend = self.ledger.money(self.runs).at_most
             self._billed, self._billed_estimate = self.ledger.billed(self.runs)
         # What the API bills beyond the estimates, for jobs in flight and the next one.
         ratio = bill_ratio(self._billed, self._billed_estimate)
@@ -316,7 +316,8 @@ class Scheduler:
             return True
         self.stop_submitting(
             "budget",
-            f"budget: ${self._spend:.2f} committed of ${self.cfg.max_cost:.2f}; no new submissions",
+            f"budget: ${self._spend:.2f} spent or sent of ${self.cfg.max_cost:.2f}; "
+            "no new submissions",
         )
         return False
 

@@ -219,9 +219,9 @@ async def test_rejected_jobs_do_not_use_up_the_budget(tmp_path: Path) -> None:
     bad = JobSpec(**{**jobs[0].__dict__, "payload": {"prompt": "x", "cfg_scale": 7}})
     h.store.sync_jobs("r", [bad, jobs[1], jobs[2]])
     summary = await h.run(max_cost=1.0, concurrency=1)  # 0.84 each: one real render fits
-    _ = (summary, h.states(), h.store.committed_spend(["r"]))
+    _ = (summary, h.states(), h.store.money(["r"]).at_most)
     assert (
-        h.store.committed_spend(["r"]) == 0.84
+        h.store.money(["r"]).at_most == 0.84
         or summary.stop_reason != "budget"
         or len(h.emulator.submissions) == 2
     ), (summary, h.states())
@@ -245,7 +245,7 @@ async def test_max_cost_holds_when_a_job_is_requeued_during_pacing(tmp_path: Pat
         await jumps.sleep(s)
 
     await h.run(sleep=sleep, clock=jumps.clock, concurrency=2, submit_interval=10, max_cost=4.5)
-    spend = h.store.committed_spend(["r"])
+    spend = h.store.money(["r"]).at_most
     _ = (h.states(), spend, [(a.outcome) for r in h.store.records("r") for a in r.attempts])
     assert spend <= 4.5 + 1e-9, f"committed ${spend:.2f} with --max-cost 4.50"
 

@@ -106,7 +106,7 @@ def test_one_job_reads_as_one_job(tmp_path: Path) -> None:
         cwd=tmp_path,
         base_url="http://127.0.0.1:9",
     )
-    assert "\n1 job: 1 done;" in run.stdout and "1 jobs" not in run.stdout
+    assert "\n1 job: 1 done\n" in run.stdout and "1 jobs" not in run.stdout
     status = batcher(["status", "--state", "s.db"], cwd=tmp_path, base_url="http://127.0.0.1:9")
     assert "night: 1 job (done 1)" in status.stdout
 

@@ -55,7 +55,7 @@ def test_runs_lists_each_run_with_counts_spend_api_and_its_driver(tmp_path: Path
         assert [r["run"] for r in idle] == ["night", "day"]
         assert idle[0]["counts"] == {"pending": 2} and idle[0]["driven_by"] is None
         assert idle[0]["api"] == emu.base_url and idle[0]["job_file"].endswith("night.yaml")
-        assert "spend_usd" in idle[0] and idle[0]["last_activity"]
+        assert idle[0]["money"]["estimated_usd"] > 0 and idle[0]["last_activity"]
         driver = start(
             ["resume", "night", "--state", "state.db", "--max-cost", "100", *FAST],
             cwd=tmp_path,

@@ -276,7 +276,7 @@ async def test_invalid_payload_fails_at_once_with_the_servers_detail(tmp_path: P
     [rec] = h.store.records("r")
     assert rec.state is JobState.FAILED and "422" in (rec.error or "")
     assert [a.outcome for a in rec.attempts] == ["rejected"]
-    assert h.store.committed_spend(["r"]) == 0
+    assert h.store.money(["r"]).at_most == 0
 
 
 async def test_truncated_and_expired_downloads_are_recovered(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from batcher.errors import StateError
-from batcher.models import JobSpec, JobState, Submitted
+from batcher.models import JobSpec, JobState, Money, Submitted
 from batcher.store import SqliteLedger, Store, plan_marks
 
 
@@ -113,13 +113,52 @@ def test_orphaned_submitting_jobs_become_unknown(store: Store) -> None:
 
 def test_committed_spend_counts_sent_attempts(store: Store) -> None:
     store.sync_jobs("r", [spec("a"), spec("b", "b")])
-    assert store.committed_spend(["r"]) == 0
+    assert store.money(["r"]).at_most == 0
     [job] = store.claim(["r"], 1)
-    assert store.committed_spend(["r"]) == pytest.approx(0.84)
+    assert store.money(["r"]).at_most == pytest.approx(0.84)
     store.transition(
         job.id, JobState.SUBMITTING, JobState.UNKNOWN, attempt={"outcome": "unknown", "cost": 0.5}
     )
-    assert store.committed_spend(["r"]) == pytest.approx(0.5)
+    assert store.money(["r"]).at_most == pytest.approx(0.5)
+
+
+def _attempt(store: Store, outcome: str, cost: float | None = None) -> None:
+    """The next pending job of run r gets one attempt that ended as `outcome` (at `cost`)."""
+    [job] = store.claim(["r"], 1)
+    attempt: dict[str, object] = {"outcome": outcome}
+    if cost is not None:
+        attempt["cost"] = cost
+    store.transition(job.id, JobState.SUBMITTING, JobState.UNKNOWN, attempt=attempt)
+
+
+def test_money_keeps_spent_sent_and_failed_generations_apart(store: Store) -> None:
+    """Issue 12: one account: spent (reported cost where known, else the estimate), sent
+    and not settled (may be billed), failed generations apart (not billed)."""
+    store.sync_jobs("r", [spec(str(n), str(n)) for n in range(12)])  # one planned, never sent
+    _attempt(store, "succeeded", cost=1.26)  # rendered; the API said what it billed
+    _attempt(store, "succeeded")  # rendered; no cost said: the estimate
+    _attempt(store, "download_failed", cost=0.0)  # rendered; 0 is "not said"
+    _attempt(store, "queued")  # in flight
+    _attempt(store, "unknown")  # may have been accepted
+    _attempt(store, "abandoned")  # no longer followed: may have rendered
+    _attempt(store, "failed")  # the generation failed: not billed
+    _attempt(store, "failed", cost=0.3)  # ... unless the API says it billed it
+    for outcome in ("not_sent", "rejected", "cancelled"):  # never billed
+        _attempt(store, outcome)
+    m = store.money(["r"])
+    assert m.spent == pytest.approx(1.26 + 0.84 + 0.84 + 0.3)
+    assert m.reported == pytest.approx(1.26 + 0.3)
+    assert m.sent == pytest.approx(3 * 0.84)
+    assert m.failed == pytest.approx(0.84)
+    assert m.estimated == pytest.approx(12 * 0.84)
+    assert m.at_most == pytest.approx(m.spent + m.sent)
+    assert store.money(["other"]) == Money()
+    text = m.text()
+    assert text.startswith("$3.24 spent ($1.56 of it reported by the API), $2.52 sent")
+    assert "estimated $10.08" in text and "failed generations $0.84 (not billed)" in text
+    assert Money.of_json(m.as_json()) == Money(*(round(x, 4) for x in (
+        m.estimated, m.spent, m.reported, m.sent, m.failed
+    )))
 
 
 def test_plan_marks_never_creates_a_database(tmp_path: Path) -> None:

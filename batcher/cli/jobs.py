@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from batcher.jobfile.plan import (
     summary,
     totals,
 )
-from batcher.models import JobSpec
+from batcher.models import JobSpec, Money
 
 
 @click.command("validate")
@@ -103,16 +103,31 @@ def plan(file: Path, as_json: bool, state_path: Path) -> None:
     for w in jf.warnings:
         err(str(w))
     rows = plan_rows(jf, _marks(state_path, jf.jobs))
+    t = totals(rows)
+    money = _money(state_path, jf.run, t.cost)
     if as_json:
-        click.echo(json.dumps(plan_document(jf, rows), ensure_ascii=False, indent=1))
+        doc = plan_document(jf, rows)
+        doc["money"] = money.as_json()
+        click.echo(json.dumps(doc, ensure_ascii=False, indent=1))
         return
-    lines = summary(totals(rows))
+    lines = summary(t)
+    if money.at_most or money.failed:
+        lines.append(f"so far: {money.text()}")
     if sys.stdout.isatty():
         _rich_table(rows, f"{jf.run}  ({jf.model})", lines)
         return
     click.echo(f"run {jf.run}  model {jf.model}")
     click.echo("\n".join(plain_table(rows)))
     click.echo("\n".join(lines))
+
+
+def _money(state_path: Path, run: str, estimated: float) -> Money:
+    """The run's account so far (the same words as `status`), estimated as this file plans."""
+    try:
+        from batcher.store import plan_money
+    except ImportError:
+        return Money(estimated=estimated)
+    return replace(plan_money(state_path, run) or Money(), estimated=estimated)
 
 
 def _marks(state_path: Path, jobs: Sequence[JobSpec]) -> dict[str, str]:

@@ -11,7 +11,7 @@ import click
 
 from batcher.cli.common import count, handle_errors, state_option
 from batcher.errors import UsageError
-from batcher.models import JobState
+from batcher.models import JobState, Money
 from batcher.operations import (
     cancel_runs,
     refetch_missing,
@@ -50,9 +50,9 @@ def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -
         counts = ", ".join(f"{k} {v}" for k, v in run_data["counts"].items())
         click.echo(
             f"{run_data['run']}: {count(run_data['total'], 'job')} ({counts}); "
-            f"spend at most ${run_data['spend_usd']:.2f} (sent, incl. failed/unknown); "
             f"outputs {run_data['out_dir']}"
         )
+        click.echo(f"  money: {Money.of_json(run_data['money']).text()}")
         if run_data["missing_files"]:
             click.echo(
                 f"  {len(run_data['missing_files'])} done job(s) have missing files: "
@@ -77,6 +77,8 @@ def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -
             click.echo(f"  {job['state']:<8} {job['key']}{rid}: {job['error'] or ''}")
         if len(cancelled) > SHORT_LIST and not every:
             click.echo(f"  {len(cancelled)} cancelled: `batcher status --all` lists them")
+    if len(data["runs"]) > 1:
+        click.echo(f"all {len(data['runs'])} runs: {Money.of_json(data['money']).text()}")
     if not data["runs"]:
         click.echo("no runs yet")
     if data["render_times"]:
@@ -219,9 +221,12 @@ def runs(as_json: bool, state_path: Path) -> None:
         pid = r["driven_by"]
         driver = "not running" if pid is None else f"driven by pid {pid}" if pid else "driven"
         click.echo(
-            f"{r['run']}: {counts}; spend at most ${r['spend_usd']:.2f}; {r['api']}; "
-            f"last activity {r['last_activity']}; {driver}"
+            f"{r['run']}: {counts}; {r['api']}; last activity {r['last_activity']}; {driver}"
         )
+        click.echo(f"  money: {Money.of_json(r['money']).text()}")
+    if len(data) > 1:
+        total = sum((Money.of_json(r["money"]) for r in data), Money())
+        click.echo(f"all {len(data)} runs: {total.text()}")
 
 
 @click.command()

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from batcher.models import Event
+from batcher.models import Event, Money
 
 ORDER = (
     "pending",
@@ -35,7 +35,7 @@ class Progress:
     def __init__(
         self,
         counts: Callable[[], dict[str, int]],
-        spend: Callable[[], float],
+        money: Callable[[], Money],
         *,
         live: bool,
         verbose: bool = False,
@@ -43,7 +43,7 @@ class Progress:
         typical_render: float | None = None,
         concurrency: int = 1,
     ) -> None:
-        self._counts, self._spend = counts, spend
+        self._counts, self._money = counts, money
         self._typical, self._concurrency = typical_render, max(1, concurrency)
         self._live_on, self._verbose, self._quiet = live, verbose, quiet
         self._recent: deque[str] = deque(maxlen=5)
@@ -105,7 +105,7 @@ class Progress:
         table.add_row(
             "progress", f"{done}/{total} done, {rate:.1f}/min, ETA {eta}, elapsed {elapsed:.0f} s"
         )
-        table.add_row("spend", f"${self._spend():.2f} committed")
+        table.add_row("money", self._money().text())
         if self._outage is not None:
             table.add_row("api", self._outage)
         for line in self._recent:

@@ -18,7 +18,7 @@ import click
 
 from batcher.cli.common import count, err, handle_errors, state_option
 from batcher.errors import StateError
-from batcher.models import JobRecord
+from batcher.models import JobRecord, Money
 from batcher.operations import render_time_lines, render_times
 from batcher.posters import ensure_posters
 from batcher.report import render_csv, render_html, render_jsonl, render_yaml
@@ -74,10 +74,13 @@ def render(
     title: str,
     partial: bool = False,
     render_times: Sequence[str] = (),
+    money: Money | None = None,
 ) -> str:
     """The report text of `records` in `fmt` (html sources relative to `page_dir`)."""
     if fmt == "html":
-        return render_html(records, out_dir=page_dir, title=title, render_times=render_times)
+        return render_html(
+            records, out_dir=page_dir, title=title, render_times=render_times, money=money
+        )
     if fmt == "csv":
         return render_csv(records)
     if fmt == "jsonl":
@@ -97,6 +100,7 @@ def write_html_report(store: Store, run: str, output: Path | None) -> Path:
         page_dir=path.parent,
         title=f"batcher: {run}",
         render_times=_render_times(store, run),
+        money=store.money([run]),
     )
     write_text(path, text)
     return path
@@ -152,19 +156,34 @@ def report(
         records = store.records(name)
         run_out = store.run_info(name).out_dir
         times = _render_times(store, name) if fmt == "html" else []
+        money = store.money([name])
     if fmt == "html":
         ensure_posters(records)
     title = f"batcher: {name}"
     to_stdout = output == "-" or (output is None and fmt != "html")
     if to_stdout:
         text = render(
-            records, fmt, page_dir=Path.cwd(), title=title, partial=partial, render_times=times
+            records,
+            fmt,
+            page_dir=Path.cwd(),
+            title=title,
+            partial=partial,
+            render_times=times,
+            money=money,
         )
         click.echo(text, nl=False)
         return
     path = report_path(output, run_out, fmt)
     page_dir = path.parent.resolve()
-    text = render(records, fmt, page_dir=page_dir, title=title, partial=partial, render_times=times)
+    text = render(
+        records,
+        fmt,
+        page_dir=page_dir,
+        title=title,
+        partial=partial,
+        render_times=times,
+        money=money,
+    )
     write_text(path, text)
     click.echo(f"{fmt} report of run {name!r} ({count(len(records), 'job version')}): {path}")
     if open_it and click.launch(str(path), wait=True) != 0:

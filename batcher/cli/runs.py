@@ -61,7 +61,8 @@ def _run_options(fn: Any) -> Any:
             "--max-cost",
             type=click.FloatRange(0),
             default=None,
-            help="USD budget: stop new submissions once committed spend would pass it.",
+            help="USD budget: stop new submissions once spent + sent (may be billed, at the "
+            "API's reported costs where known) would pass it.",
         ),
         click.option(
             "--max-attempts",
@@ -240,7 +241,7 @@ def _drive(
     seen = render_times(store, models, now=time.time())
     progress = Progress(
         lambda: store.counts(runs),
-        lambda: store.committed_spend(runs),
+        lambda: store.money(runs),
         live=live,
         verbose=bool(kw.get("verbose")),
         quiet=bool(kw.get("quiet")),
@@ -271,7 +272,7 @@ def _warn_over_budget(store: Store, runs: Sequence[str], max_cost: float | None)
     billed, estimated = store.billed(runs)
     ratio = bill_ratio(billed, estimated)  # what bills said so far
     planned = sum(j.cost_estimate for j in todo) * ratio
-    committed = store.committed_spend(runs)
+    committed = store.money(runs).at_most
     if committed + planned <= max_cost + 1e-9:
         return
     room, fits = max_cost - committed, 0
@@ -280,7 +281,7 @@ def _warn_over_budget(store: Store, runs: Sequence[str], max_cost: float | None)
             break
         room -= job.cost_estimate * ratio
         fits += 1
-    already = f" (${committed:.2f} already committed)" if committed else ""
+    already = f" (${committed:.2f} already spent or sent)" if committed else ""
     click.echo(
         f"warning: the {len(todo)} job(s) to send are estimated at ${planned:.2f}{already}, "
         f"which exceeds --max-cost ${max_cost:.2f}: about {fits} of {len(todo)} will be sent"
@@ -298,10 +299,9 @@ def _finish(
     counts = store.counts(runs)
     total = sum(counts.values())
     line = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    spend = f"spend ${store.committed_spend(runs):.2f} committed"
-    if emulated:
-        spend += " (emulated: nothing billed)"
-    click.echo(f"\n{count(total, 'job')}: {line}; {spend}")
+    click.echo(f"\n{count(total, 'job')}: {line}")
+    money = store.money(runs).text()
+    click.echo(f"money: {money}" + (" (emulated: nothing billed)" if emulated else ""))
     for run, folder in out_dirs.items():
         click.echo(f"outputs of {run}: {folder}")
     needs_care = _attention(store, runs)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from batcher.models import JobRecord, JobState
+from batcher.models import JobRecord, JobState, Money
 from batcher.posters import poster_path
 from batcher.report.grid import Group, group_records, layout, value_label
 from batcher.report.manifest import iso, render_seconds
@@ -317,6 +317,7 @@ def _header(
     current: Sequence[JobRecord],
     all_states: Iterable[JobState],
     render_times: Sequence[str] = (),
+    money: Money | None = None,
 ) -> str:
     counts = Counter(r.state for r in current)
     present = set(all_states)
@@ -324,13 +325,15 @@ def _header(
     seconds = sum(
         d for r in done if isinstance(d := r.payload.get("duration"), int | float) and d > 0
     )
-    cost = sum(r.cost for r in done)
+    if money is None:  # no state at hand: what the records say of finished jobs
+        spent = sum(r.cost for r in done)
+        money = Money(estimated=sum(r.cost for r in current), spent=spent)
     runs = sorted({r.run for r in current})
     models = sorted({r.model for r in current})
     bits = [f"<b>{len(current)}</b> jobs"] + [
         f"{esc(s.value)} <b>{counts[s]}</b>" for s in STATE_ORDER if counts[s]
     ]
-    bits.append(f"{seconds:g} s of video, ${cost:.2f} for finished jobs")
+    bits.append(f"{seconds:g} s of video")
     boxes = "".join(
         f'<label><input type="checkbox" data-state-filter value="{s.value}" checked> '
         f'<span class="badge state-{s.value}">{s.value}</span> {counts[s]}</label>'
@@ -341,6 +344,7 @@ def _header(
         f'<header class="top"><h1>{esc(title)}</h1>'
         f'<p class="summary">run {esc(", ".join(runs) or DASH)}{DOT}'
         f"model {esc(', '.join(models) or DASH)}{DOT}{DOT.join(bits)}</p>"
+        f'<p class="summary money">money: {esc(money.text())}</p>'
         + (
             f'<p class="summary render-times">render times seen: '
             f"{DOT.join(esc(line) for line in render_times)}</p>"
@@ -359,10 +363,12 @@ def render_html(
     out_dir: str | os.PathLike[str],
     title: str | None = None,
     render_times: Sequence[str] = (),
+    money: Money | None = None,
 ) -> str:
     """The gallery page of `records`; `out_dir` is the folder the page will be saved in
     (video sources are relative to it). `render_times`: lines saying what renders of the
-    run's models took (shown under the summary)."""
+    run's models took (shown under the summary); `money`: the run's account (the same
+    words as `batcher status`)."""
     index_of = {id(r): i for i, r in enumerate(records)}
     current = [r for r in records if r.current]
     superseded = [r for r in records if not r.current]
@@ -403,7 +409,7 @@ def render_html(
         '<meta name="referrer" content="no-referrer">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(name)}</title><style>{asset('page.css')}</style></head><body>"
-        f"{_header(name, current, (r.state for r in records), render_times)}"
+        f"{_header(name, current, (r.state for r in records), render_times, money)}"
         f"<main>{''.join(sections)}</main>"
         f'<script type="application/json" id="batcher-data">{script_json(data)}</script>'
         f"<script>{asset('page.js')}</script></body></html>\n"

@@ -8,7 +8,7 @@ is the only user of sqlite3 and sqlite_utils.
 
 from __future__ import annotations
 
-from batcher.store.db import Store, plan_marks
+from batcher.store.db import Store, plan_marks, plan_money
 from batcher.store.ledger import SqliteLedger, rescue_path, rescued_entries
 from batcher.store.placement import output_path, sidecar_path, version_stem
 from batcher.store.rows import REMOVED, FileMove, Job, RunInfo, SyncResult
@@ -37,6 +37,7 @@ __all__ = [
     "migrations",
     "output_path",
     "plan_marks",
+    "plan_money",
     "rescue_path",
     "rescued_entries",
     "sidecar_path",

@@ -33,7 +33,7 @@ from typing import Any
 import sqlite_utils
 
 from batcher.errors import StateError, UsageError
-from batcher.models import ALLOWED, JobSpec, JobState, OutputFile, Submitted
+from batcher.models import ALLOWED, JobSpec, JobState, Money, OutputFile, Submitted
 from batcher.store.access import read_only_connection, refuse_unwritable, why_unwritable
 from batcher.store.failures import BUSY_TIMEOUT, busy_timeout_from, state_errors, translated
 from batcher.store.placement import Placed, placements
@@ -636,3 +636,12 @@ def plan_marks(state_path: Path, jobs: Sequence[JobSpec]) -> dict[str, str]:
         return {j.key: "new" for j in jobs}
     with Store.open(Path(state_path), create=False, read_only=True) as store:
         return store.marks(jobs)
+
+
+def plan_money(state_path: Path, run: str) -> Money | None:
+    """What `run` has spent and sent so far, for `batcher plan`; None when the state holds
+    no such run (never creates a database)."""
+    if not Path(state_path).exists():
+        return None
+    with Store.open(Path(state_path), create=False, read_only=True) as store:
+        return store.money([run]) if run in store.run_names() else None

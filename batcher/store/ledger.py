@@ -27,6 +27,7 @@ from batcher.models import (
     Job,
     JobRecord,
     JobState,
+    Money,
     OutputFile,
     Submitted,
 )
@@ -73,8 +74,8 @@ class SqliteLedger:
     def peek_pending(self, runs: Sequence[str]) -> Job | None:
         return self.store.peek_pending(runs)
 
-    def committed_spend(self, runs: Sequence[str]) -> float:
-        return self.store.committed_spend(runs)
+    def money(self, runs: Sequence[str]) -> Money:
+        return self.store.money(runs)
 
     def billed(self, runs: Sequence[str]) -> tuple[float, float]:
         return self.store.billed(runs)
@@ -186,19 +187,21 @@ class SqliteLedger:
     def rendered(self, job: Job, state: JobState, *, took: tuple[str, float] | None = None) -> bool:
         return self.store.rendered(job.id, state, took)
 
-    def requeued(self, job: Job, state: JobState, why: str) -> bool:
+    def requeued(self, job: Job, state: JobState, why: str, *, cost: float | None = None) -> bool:
         return self.store.transition(
-            job.id, state, S.PENDING, error=why, attempt=self._closing(O.FAILED, why)
+            job.id, state, S.PENDING, error=why, attempt=self._closing(O.FAILED, why, cost)
         )
 
-    def failed(self, job: Job, state: JobState, why: str, *, outcome: str) -> bool:
+    def failed(
+        self, job: Job, state: JobState, why: str, *, outcome: str, cost: float | None = None
+    ) -> bool:
         return self.store.transition(
             job.id,
             state,
             S.FAILED,
             error=why,
             finished_at=self._clock(),
-            attempt=self._closing(AttemptOutcome(outcome), why),
+            attempt=self._closing(AttemptOutcome(outcome), why, cost),
         )
 
     def cancelled(self, job: Job, state: JobState, why: str) -> bool:
@@ -214,16 +217,20 @@ class SqliteLedger:
     def done(self, job: Job, files: Sequence[OutputFile], cost: float | None) -> bool:
         now = self._clock()
         fields: dict[str, Any] = {"outputs": list(files), "finished_at": now, "error": None}
-        attempt = self._closing(O.SUCCEEDED)
+        attempt = self._closing(O.SUCCEEDED, cost=cost)
         if cost is not None:
-            fields["cost"] = attempt["cost"] = cost
+            fields["cost"] = cost
         return self.store.transition(job.id, S.DOWNLOADING, S.DONE, attempt=attempt, **fields)
 
     # -- helpers --------------------------------------------------------------------------
-    def _closing(self, outcome: AttemptOutcome, why: str | None = None) -> dict[str, Any]:
+    def _closing(
+        self, outcome: AttemptOutcome, why: str | None = None, cost: float | None = None
+    ) -> dict[str, Any]:
         attempt: dict[str, Any] = {"outcome": outcome.value, "finished_at": self._clock()}
         if why is not None:
             attempt["error"] = why
+        if cost is not None:
+            attempt["cost"] = cost
         return attempt
 
     def _rescued(self) -> dict[tuple[int, int], dict[str, Any]]:

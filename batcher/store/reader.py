@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from batcher.errors import StateError
-from batcher.models import Attempt, AttemptOutcome, JobRecord, JobSpec, JobState, OutputFile
+from batcher.models import (
+    Attempt,
+    AttemptOutcome,
+    JobRecord,
+    JobSpec,
+    JobState,
+    Money,
+    OutputFile,
+)
 from batcher.store.failures import state_errors
 from batcher.store.rows import FileMove, Job, RunInfo
 
@@ -130,17 +138,29 @@ class Reader:
         return {r["state"]: r["n"] for r in rows}
 
     @state_errors
-    def committed_spend(self, runs: Iterable[str]) -> float:
-        """USD of every attempt that was (or may have been) sent, actual cost where known."""
+    def money(self, runs: Iterable[str]) -> Money:
+        """The runs' one account of money (see `models.Money`), in one pass."""
         names = list(runs)
         marks = ",".join("?" * len(names))
+        rendered = "(a.outcome IN ('succeeded', 'download_failed') OR a.cost > 0)"
         row = self._conn.execute(
-            "SELECT COALESCE(SUM(COALESCE(a.cost, j.cost_estimate)), 0) s FROM attempts a"
-            f" JOIN jobs j ON j.id=a.job_id WHERE j.run IN ({marks})"
-            " AND a.outcome NOT IN ('not_sent', 'rejected', 'cancelled')",
+            "SELECT"
+            f" COALESCE(SUM(CASE WHEN {rendered} THEN"
+            "   CASE WHEN a.cost > 0 THEN a.cost ELSE j.cost_estimate END END), 0) spent,"
+            f" COALESCE(SUM(CASE WHEN {rendered} AND a.cost > 0 THEN a.cost END), 0) reported,"
+            " COALESCE(SUM(CASE WHEN a.outcome IN ('submitting', 'queued', 'unknown',"
+            "   'abandoned') AND NOT COALESCE(a.cost > 0, 0) THEN j.cost_estimate END), 0) sent,"
+            " COALESCE(SUM(CASE WHEN a.outcome = 'failed' AND NOT COALESCE(a.cost > 0, 0)"
+            "   THEN j.cost_estimate END), 0) failed"
+            f" FROM attempts a JOIN jobs j ON j.id=a.job_id WHERE j.run IN ({marks})",
             names,
         ).fetchone()
-        return float(row["s"])
+        estimated = self._conn.execute(
+            "SELECT COALESCE(SUM(cost_estimate), 0) e FROM jobs"
+            f" WHERE current=1 AND run IN ({marks})",
+            names,
+        ).fetchone()["e"]
+        return Money(float(estimated), row["spent"], row["reported"], row["sent"], row["failed"])
 
     @state_errors
     def billed(self, runs: Iterable[str]) -> tuple[float, float]:
