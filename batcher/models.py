@@ -121,6 +121,7 @@ class JobSpec:
     repeat: int = 0  # repeat index (0-based)
     cost: float = 0.0  # estimated USD for one render
     source: str = ""  # FILE:LINE where the job was written
+    rows_of: str | None = None  # the rows entry (its name or file stem) of a job from a row
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,6 +219,7 @@ class JobRecord:
     created_at: float
     submitted_at: float | None
     finished_at: float | None
+    rows_of: str | None = None  # the rows entry a job came from (see JobSpec)
 
 
 @dataclass(frozen=True)

@@ -193,3 +193,19 @@ def test_csv_stdout_is_byte_exact(ws: Workspace) -> None:
     result = ws.report("first", "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(result.out, newline="")))
     assert [r["name"] for r in rows] == ["one"] and rows[0]["state"] == "done"
+
+
+def test_a_csv_row_sweep_is_drawn_as_one_grid(tmp_path: Path) -> None:
+    """Issue 12: rows x sweep read as one table (rows = the CSV's prompt rows, columns =
+    the swept parameter), not one mini-grid per row."""
+    examples = Path(__file__).parent.parent / "jobs" / "examples"
+    for name in ("rows-csv.yaml", "prompts.csv"):
+        (tmp_path / name).write_bytes((examples / name).read_bytes())
+    done = batcher("run", "rows-csv.yaml", "--emulator", "--no-progress", "--state", "s.db",
+                   "--out", "out", "--report", cwd=tmp_path)  # fmt: skip
+    assert done.code == 0, done.err
+    html = (tmp_path / "out" / "city-clips" / "report.html").read_text(encoding="utf-8")
+    sections = re.findall(r'<section class="group sweep"[^>]*><h2>([^<]*)<small>([^<]*)', html)
+    assert sections == [("prompts ", "6 jobs: 3 row \u00d7 2 cfg_scale")]
+    assert re.findall(r'<th class="row">([^<]*)</th>', html) == ["harbour", "market", "rooftops"]
+    assert re.findall(r'<th class="col">([^<]*)</th>', html) == ["0.4", "0.7"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from batcher.report.grid import (
     MISSING,
     choose_axes,
@@ -110,3 +112,38 @@ def test_a_job_missing_a_swept_field_lands_under_the_missing_label() -> None:
 def test_shared_payload_is_what_every_job_of_a_group_has_in_common() -> None:
     (group,), _ = group_records(_fox([0.3, 0.5], ["16:9", "9:16"]))
     assert group.shared == {"prompt": "A red fox trotting through fresh snow", "duration": 5}
+
+
+def test_a_csv_row_sweep_is_one_grid_rows_by_columns() -> None:
+    """Issue 12: 20 rows x 2 cfg were 20 separate 1x2 mini-grids; one grid now: rows =
+    the prompt rows (in file order), columns = the swept parameter."""
+    names = [f"r{i}" for i in (3, 1, 2)]  # file order, not sorted
+    records = [
+        replace(make_record(name=n, prompt=f"prompt {n}", sweep={"cfg_scale": c}), rows_of="p")
+        for n in names
+        for c in (0.7, 0.4)
+    ]
+    plain_job = make_record(name="solo")
+    groups, plain = group_records([*records, plain_job])
+    assert plain == [plain_job]
+    [group] = groups
+    assert group.name == "p" and len(group.records) == 6
+    assert group.default_layout == ("row", "cfg_scale")
+    grid = layout(group, *group.default_layout)
+    assert [line[0].row for line in grid] == names
+    assert [c.col for c in grid[0]] == ["0.4", "0.7"]
+    assert all(len(c.records) == 1 and c.records[0].name == c.row for line in grid for c in line)
+
+
+def test_rows_without_a_sweep_stay_in_the_plain_gallery_and_a_row_field_keeps_its_name() -> None:
+    unswept = [replace(make_record(name=f"r{i}"), rows_of="p") for i in range(3)]
+    groups, plain = group_records(unswept)
+    assert groups == [] and plain == unswept
+    clash = [
+        replace(make_record(name=f"r{i}", sweep={"row": v}), rows_of="p")
+        for i in range(2)
+        for v in (1, 2)
+    ]
+    [group] = group_records(clash)[0]
+    assert [a.field for a in group.axes] == ["(row)", "row"]
+    assert group.default_layout == ("(row)", "row")

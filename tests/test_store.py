@@ -44,6 +44,7 @@ def test_blank_database_gets_every_migration(tmp_path: Path) -> None:
         "m003_file_moves",
         "m004_render_times",
         "m005_run_notes",
+        "m006_rows_of",
     ]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 

@@ -52,6 +52,7 @@ class Draft:
     name_parts: tuple[str, ...]  # output-name pieces of the sweep point
     repeat: int  # 0-based
     canon: str  # canonical JSON of the payload
+    rows_of: str | None = None  # the rows entry (name or file stem) of a job from a row
 
 
 class _Point(NamedTuple):
@@ -96,7 +97,8 @@ class Expander:
                     what = f"the file expands to more than {MAX_JOBS} jobs; split it"
                     self.problems.append(entry.origin.problem(what))
                     return drafts
-                drafts.extend(self.jobs(name, origin, fields, sweep, entry.repeat))
+                rows_of = None if entry.rows is None else entry.name or Path(entry.rows[0]).stem
+                drafts.extend(self.jobs(name, origin, fields, sweep, entry.repeat, rows_of))
         for var, (_, origin) in self.vars.items():
             if var not in self.used_vars:
                 self.problems.append(origin.problem(f"var {var!r} is never used", warning=True))
@@ -146,6 +148,7 @@ class Expander:
         fields: dict[str, Value],
         sweep: dict[str, list[Value]],
         repeat: int,
+        rows_of: str | None = None,
     ) -> list[Draft]:
         base = {k: self.prepare(k, v) for k, v in fields.items()}
         axes = [[self.axis_value(k, v) for v in sweep[k]] for k in sorted(sweep)]
@@ -163,7 +166,9 @@ class Expander:
             name_parts = tuple(p.name_part for p in point)
             for r in range(repeat):
                 key = names.job_key(self.run, name, key_parts, r)
-                out.append(Draft(name, key, origin, payload, origins, swept, name_parts, r, canon))
+                out.append(
+                    Draft(name, key, origin, payload, origins, swept, name_parts, r, canon, rows_of)
+                )
         return out
 
     def axis_value(self, field: str, value: Value) -> _Point:
@@ -288,6 +293,7 @@ def finish(
                 repeat=d.repeat,
                 cost=price.estimate(billed, default_duration=default_duration),
                 source=d.origin.source,
+                rows_of=d.rows_of,
             )
         )
     return tuple(specs)

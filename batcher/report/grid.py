@@ -4,6 +4,9 @@ Invariants:
 - Pure functions of `JobRecord` lists; input order is kept wherever no rule says otherwise.
 - Jobs are grouped by job name; a group is a *sweep group* when any of its jobs has a
   non-empty `sweep`. Jobs without any sweep all go to one plain gallery.
+- Jobs made from the rows of one rows entry (a CSV/JSONL file) with a sweep make one
+  group, not one per row: its first axis is the row (`ROW`, labelled by job name, in file
+  order), on rows by default, and the sweep's axes follow (the first on columns).
 - A swept value is shown by its *label*: strings as written, anything else as compact JSON
   (`0.3`, `true`, `[1, 2]`); a job missing a field that its group sweeps gets `MISSING`.
 - Axis labels are ordered numerically when every value is a number, else by first
@@ -23,6 +26,7 @@ from typing import Any
 from batcher.models import JobRecord
 
 MISSING = "\u2014"  # label of a field a job does not sweep (an em dash)
+ROW = "row"  # the axis of a rows group that tells its rows apart (labels: job names)
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,15 @@ class Group:
     name: str
     records: tuple[JobRecord, ...]
     axes: tuple[Axis, ...]
+    row_axis: str | None = None  # a rows group: the field name of its row axis
 
     @property
     def default_layout(self) -> tuple[str | None, str | None]:
-        """(row field, column field) chosen automatically."""
+        """(row field, column field) chosen automatically: a rows group puts its rows
+        down the side and the sweep's first axis across."""
+        if self.row_axis is not None:
+            rest = [a for a in self.axes if a.field != self.row_axis]
+            return self.row_axis, (rest[0].field if rest else None)
         return choose_axes(self.axes)
 
     @property
@@ -57,7 +66,9 @@ class Group:
         }
 
     def label(self, record: JobRecord, field: str) -> str:
-        """The label of `record`'s value for a swept `field`."""
+        """The label of `record`'s value for a swept `field` (its name on the row axis)."""
+        if field == self.row_axis:
+            return record.name
         return value_label(record.sweep[field]) if field in record.sweep else MISSING
 
 
@@ -117,18 +128,33 @@ def choose_axes(axes: Sequence[Axis]) -> tuple[str | None, str | None]:
 
 
 def group_records(records: Iterable[JobRecord]) -> tuple[list[Group], list[JobRecord]]:
-    """Split jobs into sweep groups (by job name, first-seen order) and plain jobs."""
-    by_name: dict[str, list[JobRecord]] = {}
+    """Split jobs into sweep groups (by job name, or by rows entry for jobs made from
+    rows; first-seen order) and plain jobs."""
+    by_name: dict[tuple[bool, str], list[JobRecord]] = {}
     for record in records:
-        by_name.setdefault(record.name, []).append(record)
+        if record.rows_of is not None and record.sweep:
+            by_name.setdefault((True, record.rows_of), []).append(record)
+        else:
+            by_name.setdefault((False, record.name), []).append(record)
     groups: list[Group] = []
     plain: list[JobRecord] = []
-    for name, members in by_name.items():
-        if any(r.sweep for r in members):
+    for (rows, name), members in by_name.items():
+        if rows:
+            groups.append(_rows_group(name, members))
+        elif any(r.sweep for r in members):
             groups.append(Group(name, tuple(members), sweep_axes(members)))
         else:
             plain.extend(members)
     return groups, plain
+
+
+def _rows_group(name: str, members: Sequence[JobRecord]) -> Group:
+    swept = sweep_axes(members)
+    field = ROW
+    while any(a.field == field for a in swept):  # a swept field already called "row"
+        field = f"({field})"
+    rows = Axis(field, tuple(dict.fromkeys(r.name for r in members)))
+    return Group(name, tuple(members), (rows, *swept), row_axis=field)
 
 
 def layout(group: Group, rows: str | None, cols: str | None) -> list[list[Cell]]:

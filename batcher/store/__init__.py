@@ -18,6 +18,7 @@ from batcher.store.schema import (
     m003_file_moves,
     m004_render_times,
     m005_run_notes,
+    m006_rows_of,
     migrations,
 )
 
@@ -34,6 +35,7 @@ __all__ = [
     "m003_file_moves",
     "m004_render_times",
     "m005_run_notes",
+    "m006_rows_of",
     "migrations",
     "output_path",
     "plan_marks",

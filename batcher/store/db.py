@@ -260,7 +260,7 @@ class Store(Reader):
             latest = {
                 r["key"]: r
                 for r in c.execute(
-                    "SELECT id, key, version, fingerprint, state, error FROM jobs"
+                    "SELECT id, key, version, fingerprint, state, error, rows_of FROM jobs"
                     " WHERE run=? AND current=1",
                     (run,),
                 )
@@ -281,6 +281,8 @@ class Store(Reader):
                 old = latest.get(spec.key)
                 if old is not None and old["fingerprint"] == spec.fingerprint:
                     same.append(spec.key)
+                    if old["rows_of"] != spec.rows_of:  # from a state older than m006
+                        c.execute("UPDATE jobs SET rows_of=? WHERE id=?", (spec.rows_of, old["id"]))
                     if old["state"] == JobState.CANCELLED and old["error"] == REMOVED:
                         self._set_state(
                             c,
@@ -316,7 +318,7 @@ class Store(Reader):
                 cur = c.execute(
                     "INSERT INTO jobs (run, key, version, current, name, model, fingerprint,"
                     " payload, sweep, repeat, output_name, cost_estimate, state, created_at,"
-                    " updated_at) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?)",
+                    " updated_at, rows_of) VALUES (?,?,?,1,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         run,
                         spec.key,
@@ -332,6 +334,7 @@ class Store(Reader):
                         JobState.PENDING.value,
                         now,
                         now,
+                        spec.rows_of,
                     ),
                 )
                 self._event(

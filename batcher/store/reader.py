@@ -295,4 +295,5 @@ class Reader:
             created_at=r["created_at"],
             submitted_at=r["submitted_at"],
             finished_at=r["finished_at"],
+            rows_of=r["rows_of"],
         )

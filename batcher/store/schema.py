@@ -93,3 +93,10 @@ def m005_run_notes(db: sqlite_utils.Database) -> None:
     # Events of a run rather than of one job (an API outage, its end): job_id is NULL and
     # `run` names the run, so `batcher log` tells them in their place.
     db.execute("ALTER TABLE events ADD COLUMN run TEXT")
+
+
+@migrations()
+def m006_rows_of(db: sqlite_utils.Database) -> None:
+    # The rows entry (its name, or its file's stem) a job was made from, NULL for a job
+    # written out in the file: the report draws one rows entry's sweep as one grid.
+    db.execute("ALTER TABLE jobs ADD COLUMN rows_of TEXT")
