@@ -1,5 +1,6 @@
-"""`--json` on the commands that report something (issue 12): validate, cancel, retry give
-one JSON document scripts can read, with the same exit codes as the text."""
+"""`--json` on the commands that report something (issue 12): validate, run, resume,
+cancel, retry give one JSON document scripts can read, with the same exit codes as the
+text."""
 
 from __future__ import annotations
 
@@ -50,3 +51,39 @@ def test_cancel_and_retry_json_say_what_moved(tmp_path: Path) -> None:
     assert {s for _, s in states(path)} == {"pending"}
     refused = plain_batcher("cancel", "--json", "--state", str(path), cwd=tmp_path)
     assert refused.returncode == 2 and refused.stdout == ""  # errors stay on stderr
+
+
+def test_run_json_prints_one_summary_on_stdout_and_the_rest_on_stderr(tmp_path: Path) -> None:
+    from batcher.emulator import EmulatorConfig
+    from tests.emulator_server import running_emulator
+    from tests.test_e2e import FAST, TOKEN, batcher
+
+    (tmp_path / "jobs.yaml").write_text("name: night\njobs:\n  - prompt: a fox\n  - prompt: owl\n")
+    state = ["--state", "s.db"]
+    with running_emulator(EmulatorConfig(speed=0.02, token=TOKEN)) as emu:
+        run = batcher(
+            ["run", "jobs.yaml", *state, "--out", "out", "--json", *FAST],
+            cwd=tmp_path,
+            base_url=emu.base_url,
+        )
+        assert run.returncode == 0, run.stderr
+        status = json.loads(
+            batcher(["status", "--json", *state], cwd=tmp_path, base_url=emu.base_url).stdout
+        )
+        again = batcher(["resume", *state, "--json"], cwd=tmp_path, base_url=emu.base_url)
+        refused = batcher(
+            ["run", "jobs.yaml", "--state", "fresh.db", "--json", *FAST],
+            cwd=tmp_path,
+            base_url=emu.base_url,
+            token="not-the-token",
+        )
+    [line] = run.stdout.splitlines()  # one document, one line: nothing else on stdout
+    summary = json.loads(line)
+    assert summary["ended"] == "done" and summary["exit_code"] == 0
+    assert summary["runs"] == status["runs"] and summary["runs"][0]["counts"] == {"done": 2}
+    assert "money: $" in run.stderr and "outputs of night" in run.stderr
+    assert again.returncode == 0 and "nothing to resume" in again.stderr  # not on stdout
+    assert json.loads(again.stdout)["runs"] == status["runs"]
+    assert refused.returncode == 3
+    told = json.loads(refused.stdout)
+    assert told["ended"] == "error" and told["exit_code"] == 3 and "token" in told["error"]

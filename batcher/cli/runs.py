@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -159,6 +161,13 @@ def _run_options(fn: Any) -> Any:
             help="Only what needs attention (failures, stops, outages) and the final summary.",
         ),
         click.option("-v", "--verbose", is_flag=True, help="Show every event."),
+        click.option(
+            "--json",
+            "as_json",
+            is_flag=True,
+            help="Print one JSON summary on stdout when the run ends (what --notify gets); "
+            "everything else goes to stderr.",
+        ),
         state_option,
     ]
     for opt in reversed(opts):
@@ -353,12 +362,55 @@ def _attention(store: Store, runs: Sequence[str]) -> int:
     return EXIT_FAILED if attention else EXIT_OK
 
 
+def _json_stdout(fn: Any) -> Any:
+    """With --json, stdout carries only the final JSON summary: every other line the
+    command prints goes to stderr."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kw: Any) -> Any:
+        if not kw.get("as_json"):
+            return fn(*args, **kw)
+        kw["json_to"] = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            return fn(*args, **kw)
+
+    return wrapper
+
+
+def summary_of(
+    store: Store,
+    runs: Sequence[str],
+    code: int,
+    ended: str,
+    *,
+    started: float,
+    reports: dict[str, str] | None = None,
+    why: Exception | None = None,
+) -> dict[str, Any]:
+    """How runs ended: what `status --json` says of them, and ended, exit_code,
+    duration_s, report(s) and the error, if one stopped them (for --notify and --json)."""
+    reports = reports or {}
+    known = set(store.run_names())
+    summary = status_data(store, None, only=[r for r in runs if r in known])
+    summary |= {
+        "ended": ended,
+        "exit_code": code,
+        "duration_s": round(time.time() - started, 3),
+        "report": reports.get(runs[0]) if len(runs) == 1 else None,
+        "reports": {r: reports.get(r) for r in runs},
+    }
+    if why is not None:
+        summary["error"] = str(why)
+    return summary
+
+
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_run_options
 @out_option
 @click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
 @handle_errors
+@_json_stdout
 def run(
     files: tuple[Path, ...],
     state_path: Path,
@@ -438,6 +490,9 @@ def _wrap_up(
                 where = "" if str(store.path) == DEFAULT_STATE else f" --state {store.path}"
                 click.echo(f"HTML report: batcher report {run_name}{where}")
     _tell(store, runs, code, ended, started=started, kw=kw, reports=reports)
+    if kw.get("json_to") is not None:
+        summary = summary_of(store, runs, code, ended, started=started, reports=reports)
+        print(json.dumps(summary), file=kw["json_to"], flush=True)
 
 
 def _tell(
@@ -451,8 +506,11 @@ def _tell(
     reports: dict[str, str] | None = None,
     why: Exception | None = None,
 ) -> None:
-    """Run each --notify / `notify:` command once, for the runs that asked for it."""
-    reports = reports or {}
+    """Run each --notify / `notify:` command once, for the runs that asked for it (and,
+    for --json, print the summary of every run when an error stopped them)."""
+    if why is not None and kw.get("json_to") is not None:
+        summary = summary_of(store, runs, code, ended, started=started, why=why)
+        print(json.dumps(summary), file=kw["json_to"], flush=True)
     known = set(store.run_names())
     commands: dict[str, list[str]] = {}
     for run_name in runs:
@@ -461,17 +519,10 @@ def _tell(
         if command:
             commands.setdefault(str(command), []).append(run_name)
     for command, named in commands.items():
-        summary = status_data(store, None, only=named)  # what `status --json` says of them
-        summary |= {
-            "ended": ended,
-            "exit_code": code,
-            "duration_s": round(time.time() - started, 3),
-            "report": reports.get(named[0]) if len(named) == 1 else None,
-            "reports": {r: reports.get(r) for r in named},
-        }
-        if why is not None:
-            summary["error"] = str(why)
-        notify(command, summary)
+        notify(
+            command,
+            summary_of(store, named, code, ended, started=started, reports=reports, why=why),
+        )
 
 
 def notify(command: str, summary: dict[str, Any]) -> None:
@@ -500,6 +551,7 @@ def notify(command: str, summary: dict[str, Any]) -> None:
 @_run_options
 @click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
 @handle_errors
+@_json_stdout
 def resume(run_names: tuple[str, ...], state_path: Path, base_url: str | None, **kw: Any) -> None:
     """Continue the unfinished jobs of RUN... (default: every run no other process is
     driving; the ones another process holds are skipped, and said so). No job file needed."""
@@ -515,7 +567,13 @@ def resume(run_names: tuple[str, ...], state_path: Path, base_url: str | None, *
         runs = sorted({j.run for j in pending})
         if not runs:
             click.echo("nothing to resume: every job is finished (see `batcher status`)")
-            sys.exit(_attention(store, list(run_names) or store.run_names()))
+            named = list(run_names) or store.run_names()
+            code = _attention(store, named)
+            if kw.get("json_to") is not None:
+                ended = "done" if code == EXIT_OK else "failed"
+                summary = summary_of(store, named, code, ended, started=time.time())
+                print(json.dumps(summary), file=kw["json_to"], flush=True)
+            sys.exit(code)
         with ExitStack() as held:
             mine = []
             for name in runs:
