@@ -148,3 +148,22 @@ def test_report_open_hands_the_page_to_the_desktop(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "opened.txt").read_text().strip().endswith("out/night/report.html")
+
+
+def test_help_lists_whole_summaries_and_examples() -> None:
+    """`--help` used to cut command summaries mid-phrase ("...") at 80 columns."""
+    env = dict(os.environ) | {"COLUMNS": "80"}
+    top = subprocess.run(
+        [sys.executable, "-m", "batcher", "--help"], capture_output=True, text=True, env=env
+    )
+    listed = top.stdout.split("Commands:")[1].splitlines()
+    assert len([line for line in listed if line.strip()]) >= 12
+    assert not [line for line in listed if line.rstrip().endswith("...")], top.stdout
+    for command in ("run", "status", "log", "runs", "report", "cancel", "retry"):
+        page = subprocess.run(
+            [sys.executable, "-m", "batcher", command, "--help"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert "Examples:" in page.stdout or command == "runs", command

@@ -27,14 +27,14 @@ from batcher.store import Store
 SHORT_LIST = 5  # cancelled jobs listed one by one up to this many
 
 
-@click.command()
+@click.command(short_help="Counts, money, jobs needing attention, render times.")
 @click.argument("run_name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--all", "every", is_flag=True, help="List every cancelled job too.")
 @state_option
 @handle_errors
 def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -> None:
-    """Counts by state, spend, the jobs that need attention, and render times seen.
+    """Counts by state, money, the jobs that need attention, and render times seen.
 
     \b
     Examples:
@@ -130,7 +130,7 @@ def cancel(
         click.echo("nothing to cancel")
 
 
-@click.command()
+@click.command(short_help="Put failed (unknown, cancelled, missing) jobs back.")
 @click.argument("run_name", required=False)
 @click.option("--failed", "failed", is_flag=True, help="Failed jobs (the default).")
 @click.option(
@@ -202,12 +202,12 @@ def retry(
         )
 
 
-@click.command()
+@click.command(short_help="List the runs: counts, money, API, who drives each.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @state_option
 @handle_errors
 def runs(as_json: bool, state_path: Path) -> None:
-    """List the runs in the state: counts, spend, API, last activity, and the process
+    """List the runs in the state: counts, money, API, last activity, and the process
     driving each (if any)."""
     with Store.open(state_path, create=False, read_only=True) as store:
         data = runs_data(store)

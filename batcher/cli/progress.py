@@ -109,7 +109,7 @@ class Progress:
         if self._outage is not None:
             table.add_row("api", self._outage)
         for line in self._recent:
-            table.add_row("", line[:160])
+            table.add_row("", line)  # whole: rich wraps it to the terminal
         return table
 
 
