@@ -15,7 +15,7 @@ import pytest
 from batcher.cli.progress import Progress
 from batcher.client import parse_status
 from batcher.emulator import EmulatorConfig
-from batcher.models import Queued, Succeeded
+from batcher.models import Money, Queued, Succeeded
 from batcher.schema import for_model
 from tests.emulator_server import running_emulator
 from tests.test_e2e import FAST, TOKEN, batcher
@@ -128,16 +128,14 @@ def test_the_server_clock_says_how_long_a_render_took() -> None:
 
 def test_the_eta_uses_render_times_seen_before_anything_finishes() -> None:
     counts = {"pending": 8, "queued": 4}
-    bar = Progress(lambda: counts, lambda: 0.0, live=False, typical_render=90.0, concurrency=4)
+    bar = Progress(lambda: counts, Money, live=False, typical_render=90.0, concurrency=4)
     text = " ".join(str(cell) for row in bar._render().columns[1].cells for cell in [row])
     assert "~4.5 min (from render times seen)" in text  # 3 waves of 4 x 90 s, none elapsed
-    soon = Progress(
-        lambda: {"queued": 2}, lambda: 0.0, live=False, typical_render=40.0, concurrency=2
-    )
+    soon = Progress(lambda: {"queued": 2}, Money, live=False, typical_render=40.0, concurrency=2)
     assert "~40 s (from render times seen)" in " ".join(
         str(c) for c in soon._render().columns[1].cells
     )
-    blind = Progress(lambda: counts, lambda: 0.0, live=False)
+    blind = Progress(lambda: counts, Money, live=False)
     assert "ETA -" in " ".join(str(c) for c in blind._render().columns[1].cells)
 
 
