@@ -7,6 +7,7 @@ closes our stdout early ends any command quietly (`common.stdout_closed`).
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
@@ -15,31 +16,48 @@ from batcher import __version__
 from batcher.cli.common import quiet_on_closed_stdout
 
 
+# Each command's module and its one-line summary: the group lists commands from here and
+# imports a command's module only when that command runs (`batcher --version` or `--help`
+# import nothing heavy). tests/test_cli_registry.py checks this against the modules.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "validate": ("jobs", "Check job files; exit 0 when every one is valid, 2 when not."),
+    "plan": ("jobs", "Show the expanded jobs, new / done / changed, and cost."),
+    "run": ("runs", "Submit, poll and download every job of the job files."),
+    "resume": ("runs", "Continue unfinished runs (no job file needed)."),
+    "runs": ("manage", "List the runs: counts, money, API, who drives each."),
+    "status": ("manage", "Counts, money, jobs needing attention, render times."),
+    "cancel": ("manage", "Cancel queued remote requests and pending local jobs of RUN."),
+    "retry": ("manage", "Put failed (unknown, cancelled, missing) jobs back."),
+    "forget": ("manage", "Drop RUN's records from the state (its output files stay)."),
+    "log": ("log", "Print what happened to a run's jobs, and when."),
+    "report": ("report", "Write a report of RUN (default: the newest run)."),
+    "emulator": ("emulator", "Serve the built-in RunComfy Model API emulator (Ctrl-C to stop)."),
+}
+
+
 class _Batcher(click.Group):
-    """The `batcher` group: whatever a command printed is flushed before the process ends."""
+    """The `batcher` group: commands imported when used; whatever a command printed is
+    flushed before the process ends."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         with quiet_on_closed_stdout():
             return super().main(*args, **kwargs)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module = importlib.import_module(f"batcher.cli.{COMMANDS[cmd_name][0]}")
+        return next(c for c in module.COMMANDS if c.name == cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
 
 @click.group(cls=_Batcher, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="batcher")
 def main() -> None:
     """Resumable, concurrent batch runner for RunComfy's Model API."""
-
-
-def _register() -> None:
-    from batcher.cli import emulator as _emulator
-    from batcher.cli import jobs as _jobs
-    from batcher.cli import log as _log
-    from batcher.cli import manage as _manage
-    from batcher.cli import report as _report
-    from batcher.cli import runs as _runs
-
-    for mod in (_jobs, _runs, _manage, _log, _report, _emulator):
-        for command in mod.COMMANDS:
-            main.add_command(command)
-
-
-_register()

@@ -86,7 +86,7 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
         sys.exit(EXIT_USAGE)
 
 
-@click.command("plan", short_help="Show the expanded jobs, new / done / changed, and cost.")
+@click.command("plan")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON document for scripts.")
 @state_option

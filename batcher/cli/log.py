@@ -56,7 +56,7 @@ class Lines:
         return f"{e['at']}  {e['key']} v{e['version']}  {move}{tried}{detail}"
 
 
-@click.command(short_help="Print what happened to a run's jobs, and when.")
+@click.command()
 @click.argument("run_name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option(

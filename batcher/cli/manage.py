@@ -27,7 +27,7 @@ from batcher.store import Store
 SHORT_LIST = 5  # cancelled jobs listed one by one up to this many
 
 
-@click.command(short_help="Counts, money, jobs needing attention, render times.")
+@click.command()
 @click.argument("run_name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--all", "every", is_flag=True, help="List every cancelled job too.")
@@ -130,7 +130,7 @@ def cancel(
         click.echo("nothing to cancel")
 
 
-@click.command(short_help="Put failed (unknown, cancelled, missing) jobs back.")
+@click.command()
 @click.argument("run_name", required=False)
 @click.option("--failed", "failed", is_flag=True, help="Failed jobs (the default).")
 @click.option(
@@ -202,7 +202,7 @@ def retry(
         )
 
 
-@click.command(short_help="List the runs: counts, money, API, who drives each.")
+@click.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @state_option
 @handle_errors

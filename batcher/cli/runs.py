@@ -404,7 +404,7 @@ def summary_of(
     return summary
 
 
-@click.command(short_help="Submit, poll and download every job of the job files.")
+@click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_run_options
 @out_option
@@ -546,7 +546,7 @@ def notify(command: str, summary: dict[str, Any]) -> None:
         err(f"batcher: warning: --notify command exited {done.returncode}: {command}")
 
 
-@click.command(short_help="Continue unfinished runs (no job file needed).")
+@click.command()
 @click.argument("run_names", nargs=-1, metavar="[RUN]...")
 @_run_options
 @click.option("--base-url", default=None, help="API base URL (env RUNCOMFY_BASE_URL).")
