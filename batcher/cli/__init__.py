@@ -15,7 +15,6 @@ import click
 from batcher import __version__
 from batcher.cli.common import quiet_on_closed_stdout
 
-
 # Each command's module and its one-line summary: the group lists commands from here and
 # imports a command's module only when that command runs (`batcher --version` or `--help`
 # import nothing heavy). tests/test_cli_registry.py checks this against the modules.
