@@ -49,7 +49,8 @@ class _Batcher(click.Group):
         if cmd_name not in COMMANDS:
             return None
         module = importlib.import_module(f"batcher.cli.{COMMANDS[cmd_name][0]}")
-        return next(c for c in module.COMMANDS if c.name == cmd_name)
+        commands: list[click.Command] = module.COMMANDS
+        return next(c for c in commands if c.name == cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
