@@ -87,7 +87,8 @@ def test_unusable_files_each_one_line(tmp_path: Path) -> None:
     (tmp_path / "blank.yaml").write_bytes(b"  \n\n")
     (tmp_path / "binary.yaml").write_bytes(b"jobs:\x00\x01\x02")
     (tmp_path / "latin1.yaml").write_bytes("jobs:\n  - prompt: caf\xe9\n".encode("latin-1"))
-    (tmp_path / "huge.yaml").write_bytes(b"# padding\n" * 600_000)
+    with open(tmp_path / "huge.yaml", "wb") as fh:  # sparse: the size is refused unread
+        fh.truncate(65 * 1024 * 1024)
     (tmp_path / "comments.yaml").write_text("# nothing but a comment\n", encoding="utf-8")
     names = ["missing.yaml", "folder.yaml", "empty.yaml", "blank.yaml", "binary.yaml"]
     names += ["latin1.yaml", "huge.yaml", "comments.yaml"]
@@ -101,7 +102,7 @@ def test_unusable_files_each_one_line(tmp_path: Path) -> None:
         "batcher: error: blank.yaml: file is empty",
         "batcher: error: binary.yaml: binary file (contains NUL bytes), expected UTF-8 text",
         "batcher: error: latin1.yaml: not UTF-8 text (invalid byte 0xe9 on line 2)",
-        "batcher: error: huge.yaml: file is too large (5.7 MiB; the limit is 5.0 MiB)",
+        "batcher: error: huge.yaml: file is too large (65.0 MiB; the limit is 64.0 MiB)",
         "comments.yaml:1:1: no YAML content (only comments or blank lines): add a `jobs:` list",
         "comments.yaml: 1 error(s)",
     ]

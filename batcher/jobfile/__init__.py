@@ -16,6 +16,7 @@ Invariants:
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +54,19 @@ def load_jobfile(path: Path) -> JobFile:
 
 def loads_jobfile(text: str, *, path: Path) -> JobFile:
     """Like `load_jobfile` for text already read; `path` names it and anchors relative paths."""
+    # Loading makes millions of small objects that all live until the end: the cyclic
+    # garbage collector would walk them again and again for nothing (a third of the time
+    # of a 100,000-job file). Paused while loading; what is left is freed as usual after.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(text, path)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load(text: str, path: Path) -> JobFile:
     file = str(path)
     doc = parse(text, file=file)
     reader = Reader(doc)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 from batcher.errors import JobFileError
 
-MAX_JOBFILE_BYTES = 5 * 1024 * 1024  # a job file past this is a mistake, not a job file
-MAX_ROWS_BYTES = 50 * 1024 * 1024  # rows files hold bulk prompts: allow more
+# Limits against absurd files, not big nights: 100,000 jobs listed one by one in block
+# YAML with long prompts fit (about 8 MiB with short ones).
+MAX_JOBFILE_BYTES = 64 * 1024 * 1024
+MAX_ROWS_BYTES = 256 * 1024 * 1024  # rows files hold bulk prompts
 
 
 def read_text(path: Path, *, display: str, max_bytes: int = MAX_JOBFILE_BYTES) -> str:
