@@ -19,7 +19,6 @@ script is `benchmarks/bench_throughput.py --jobs N` (600, 2,000 and 16,000 in BE
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 SECTIONS = ("startup", "load", "state", "edit", "resume")
+HEAD = "| command | wall | peak RSS |\n|---|---|---|"
 
 
 def measure(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
@@ -86,7 +86,8 @@ def bare_file(folder: Path, n: int) -> Path:
 
 def rows_file(folder: Path, n: int) -> Path:
     (folder / "rows.csv").write_text(
-        "name,prompt,cfg_scale\n" + "".join(f"r{i},Prompt number {i},0.{i % 10}\n" for i in range(n))
+        "name,prompt,cfg_scale\n"
+        + "".join(f"r{i},Prompt number {i},0.{i % 10}\n" for i in range(n))
     )
     path = folder / "rows.yaml"
     path.write_text("name: rows\njobs:\n  - rows: rows.csv\n")
@@ -108,7 +109,7 @@ def listed_file(folder: Path, n: int) -> Path:
 
 
 def load(work: Path, n: int) -> None:
-    print(f"\n### validate / plan --json of {n:,} jobs\n\n| command | wall | peak RSS |\n|---|---|---|")
+    print(f"\n### validate / plan --json of {n:,} jobs\n\n{HEAD}")
     for make in (sweep_file, bare_file, rows_file, listed_file):
         path = make(work, n)
         size = path.stat().st_size + sum(p.stat().st_size for p in work.glob("*.csv"))
@@ -169,11 +170,14 @@ def big_state(work: Path, n: int) -> Path:
 
 def state(work: Path, n: int) -> None:
     path = big_state(work, n)
-    print(f"\n### commands on a state of {n:,} done jobs\n\n| command | wall | peak RSS |\n|---|---|---|")
+    print(f"\n### commands on a state of {n:,} done jobs\n\n{HEAD}")
     s = ["--state", str(path)]
     row("status", *measure(["status", *s], work))
     row("status --json", *measure(["status", "--json", *s], work))
-    row("report --format jsonl", *measure(["report", "--format", "jsonl", "-o", "m.jsonl", *s], work))
+    row(
+        "report --format jsonl",
+        *measure(["report", "--format", "jsonl", "-o", "m.jsonl", *s], work),
+    )
     row("report (html)", *measure(["report", "-o", "r.html", *s], work))
 
 
