@@ -286,7 +286,7 @@ class Money:
     - estimated: the plan: every current job at its estimate.
     - spent: rendered attempts, at the API's reported cost where it said one (`reported`
       is that part), else at the estimate.
-    - sent: attempts sent whose outcome is not settled (queued, running, outcome unknown,
+    - sent: attempts sent whose outcome is not known (queued, running, outcome unknown,
       or no longer followed): they may be billed, counted at their estimates.
     - failed: generations the server said failed, at their estimates: apart, not billed
       (unless the API reported a cost for one, which then counts as spent).
@@ -333,8 +333,8 @@ class Money:
         )
 
     def text(self) -> str:
-        """`$4.20 spent (API-reported $3.36), $0.84 sent not yet settled; estimated $8.40;
-        failed generations $0.84 (not billed)`: parts that are zero are left out."""
+        """`$4.20 spent ($3.36 of it reported by the API), $0.84 sent, may be billed;
+        estimated $8.40; failed generations $0.84 (not billed)`: zero parts are left out."""
         spent = f"${self.spent:.2f} spent"
         if self.reported and abs(self.reported - self.spent) > 0.005:
             spent += f" (${self.reported:.2f} of it reported by the API)"
@@ -342,7 +342,7 @@ class Money:
             spent += " (reported by the API)"
         parts = [spent]
         if self.sent > 0.005:
-            parts.append(f"${self.sent:.2f} sent, not yet settled")
+            parts.append(f"${self.sent:.2f} sent, may be billed")
         out = ", ".join(parts) + f"; estimated ${self.estimated:.2f}"
         if self.failed > 0.005:
             out += f"; failed generations ${self.failed:.2f} (not billed)"

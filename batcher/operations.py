@@ -81,7 +81,9 @@ def runs_data(store: Store) -> list[dict[str, Any]]:
                 "counts": dict(sorted(store.counts([name]).items())),
                 "money": store.money([name]).as_json(),
                 "last_activity": None if last is None else _iso(last),
-                "driven_by": holder(Path(store.path), name),
+                "driven_by": (driver := holder(Path(store.path), name)),
+                # What the driver last told of an API outage (None: none going on).
+                "api_trouble": store.api_trouble(name) if driver is not None else None,
             }
         )
     return out
@@ -122,6 +124,9 @@ def status_data(
                 "money": store.money([name]).as_json(),
                 "attention": attention,
                 "missing_files": [j.key for j in missing_files(store, name)],
+                "api_trouble": (
+                    store.api_trouble(name) if holder(Path(store.path), name) is not None else None
+                ),
                 # Answers the database could not take: followed (or re-sent) by `resume`.
                 "rescued": [
                     {"key": e.get("key"), "request_id": e.get("request_id"), "why": e.get("why")}

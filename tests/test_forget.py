@@ -36,6 +36,8 @@ def runs(tmp: Path) -> list[str]:
 
 def test_forget_drops_the_records_and_keeps_the_files(tmp_path: Path) -> None:
     two_runs(tmp_path)
+    bare = batcher(["forget", "--yes", "--state", "s.db"], cwd=tmp_path, base_url=NOWHERE)
+    assert bare.returncode == 2 and "(runs: night, day)" in bare.stderr  # names, forgets none
     unasked = batcher(["forget", "night", "--state", "s.db"], cwd=tmp_path, base_url=NOWHERE)
     assert unasked.returncode == 2 and "--yes" in unasked.stderr  # no terminal to ask on
     assert runs(tmp_path) == ["night", "day"]

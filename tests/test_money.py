@@ -1,6 +1,6 @@
 """One account of money (issue 12): `plan`, `run`, `status`, `runs`, the report and the
 `--notify` summary say the same thing: estimated, spent (the API's reported cost where it
-said one), sent and not yet settled, and failed generations apart (not billed)."""
+said one), sent and may be billed, and failed generations apart (not billed)."""
 
 from __future__ import annotations
 

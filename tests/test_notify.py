@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 JOBS = "name: night\njobs:\n" + "".join(
     f"  - name: c{i}\n    prompt: clip {i}\n    duration: 5\n" for i in range(3)
 )
-HEARD = "cat >> heard.jsonl && echo >> heard.jsonl"  # one JSON document per call
+HEARD = "cat >> heard.jsonl"  # one JSON document per call, one line each
 
 
 def heard(tmp: Path) -> list[dict]:

@@ -32,6 +32,9 @@ def test_the_back_off_says_when_trouble_begins_lasts_and_ends() -> None:
     b.success()
     assert heard == []  # nothing to say while all is well
     b.failure(cause="API unreachable")
+    assert heard == []  # one failure may be a blip: not told yet
+    now[0] = b.open_until
+    b.failure(cause="API unreachable")  # the next round fails too: an outage since the first
     b.failure(cause="API unreachable")  # soon after: no second line
     assert [o.kind for o in heard] == ["outage"] and heard[0].since == 1000.0
     assert heard[0].pause > 0
@@ -62,6 +65,7 @@ def test_plain_lines_carry_the_time_and_an_outage_shows_with_its_end(tmp_path: P
     events = [line for line in run.stdout.splitlines() if STAMP.match(line)]
     kinds = [line.split()[1] for line in events]
     assert "outage" in kinds and "recovered" in kinds and "done" in kinds, run.stdout
+    assert kinds[0] == "start" and "night: 1 job to do of 1; money: $0.00 spent" in events[0]
     assert kinds.index("outage") < kinds.index("recovered") < kinds.index("done")
     outage = events[kinds.index("outage")]
     assert "API failing" in outage and "since" in outage and "in flight" in outage
@@ -70,5 +74,5 @@ def test_plain_lines_carry_the_time_and_an_outage_shows_with_its_end(tmp_path: P
     log = batcher(["log", "--state", "state.db"], cwd=tmp_path, base_url="http://127.0.0.1:9")
     assert log.returncode == 0, log.stderr
     told = [line for line in log.stdout.splitlines() if "(night)" in line]
-    assert [line.split("  ")[2].split(":")[0] for line in told] == ["outage", "recovered"]
+    assert [line.split("  ")[2].split(":")[0] for line in told] == ["start", "outage", "recovered"]
     assert all(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", line) for line in told)

@@ -134,7 +134,7 @@ def _attempt(store: Store, outcome: str, cost: float | None = None) -> None:
 
 def test_money_keeps_spent_sent_and_failed_generations_apart(store: Store) -> None:
     """Issue 12: one account: spent (reported cost where known, else the estimate), sent
-    and not settled (may be billed), failed generations apart (not billed)."""
+    with no outcome yet (may be billed), failed generations apart (not billed)."""
     store.sync_jobs("r", [spec(str(n), str(n)) for n in range(12)])  # one planned, never sent
     _attempt(store, "succeeded", cost=1.26)  # rendered; the API said what it billed
     _attempt(store, "succeeded")  # rendered; no cost said: the estimate
@@ -303,3 +303,20 @@ def test_claim_by_id_takes_only_that_job(store: Store) -> None:
     [got] = store.claim(["r"], 1, job_id=second.id)
     assert got.id == second.id
     assert store.claim(["r"], 1, job_id=second.id) == []
+
+
+def test_an_outage_going_on_shows_in_status_while_a_process_drives_the_run(
+    store: Store,
+) -> None:
+    from batcher.operations import runs_data, status_data
+    from batcher.session import hold_runs
+
+    store.note(["r"], "start", "1 job to do")
+    store.note(["r"], "outage", "API unreachable since 01:02:11; pausing 20 s")
+    assert store.api_trouble("r") == "API unreachable since 01:02:11; pausing 20 s"
+    assert status_data(store, "r")["runs"][0]["api_trouble"] is None  # nobody drives it
+    with hold_runs(store.path, ["r"]):
+        assert status_data(store, "r")["runs"][0]["api_trouble"].startswith("API unreachable")
+        assert runs_data(store)[0]["api_trouble"].startswith("API unreachable")
+        store.note(["r"], "recovered", "API answering again after 40 s")
+        assert status_data(store, "r")["runs"][0]["api_trouble"] is None

@@ -53,6 +53,8 @@ def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -
             f"outputs {run_data['out_dir']}"
         )
         click.echo(f"  money: {Money.of_json(run_data['money']).text()}")
+        if run_data["api_trouble"]:
+            click.echo(f"  api: {run_data['api_trouble']}")
         if run_data["missing_files"]:
             click.echo(
                 f"  {len(run_data['missing_files'])} done job(s) have missing files: "
@@ -193,9 +195,13 @@ def retry(
             )
         )
         return
-    click.echo(f"{len(moved)} job(s) back to pending; run `batcher resume` to continue")
+    said = []
+    if moved or not missing:
+        said.append(f"{len(moved)} job(s) back to pending")
     if missing:
-        click.echo(f"{len(fetch)} done job(s) with missing files will be downloaded again")
+        said.append(f"{len(fetch)} done job(s) with missing files to download again")
+    tail = "; run `batcher resume` to continue" if moved or fetch else ""
+    click.echo(", ".join(said) + tail)
     if unknown and any(m.state is JobState.UNKNOWN for m in moved):
         click.echo(
             "note: unknown-outcome jobs may already have been accepted; resubmitting may pay twice"
@@ -224,19 +230,25 @@ def runs(as_json: bool, state_path: Path) -> None:
             f"{r['run']}: {counts}; {r['api']}; last activity {r['last_activity']}; {driver}"
         )
         click.echo(f"  money: {Money.of_json(r['money']).text()}")
+        if r["api_trouble"]:
+            click.echo(f"  api: {r['api_trouble']}")
     if len(data) > 1:
         total = sum((Money.of_json(r["money"]) for r in data), Money())
         click.echo(f"all {len(data)} runs: {total.text()}")
 
 
 @click.command()
-@click.argument("run_name")
+@click.argument("run_name", required=False)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @state_option
 @handle_errors
-def forget(run_name: str, yes: bool, state_path: Path) -> None:
+def forget(run_name: str | None, yes: bool, state_path: Path) -> None:
     """Drop RUN's records from the state (its output files stay). Refused while another
     process drives it or while paid work is still out (cancel or finish it first)."""
+    if run_name is None:
+        with Store.open(state_path, create=False, read_only=True) as store:
+            known = ", ".join(store.run_names()) or "none"
+        raise UsageError(f"name the run to forget: `batcher forget RUN` (runs: {known})")
     with Store.open(state_path, create=False) as store, hold_runs(store.path, [run_name]):
         info = store.run_info(run_name)
         total = sum(store.counts([run_name]).values())

@@ -34,7 +34,7 @@ from batcher.cli.common import (
 from batcher.cli.progress import Progress
 from batcher.errors import AuthError, BatcherError, StateLocked, UsageError
 from batcher.jobfile import load_jobfile
-from batcher.models import UNFINISHED, JobState, bill_ratio
+from batcher.models import UNFINISHED, Event, JobState, bill_ratio
 from batcher.operations import render_times, status_data
 from batcher.scheduler import Summary
 from batcher.session import (
@@ -258,6 +258,7 @@ def _drive(
         concurrency=settings.concurrency,
     )
     with progress:
+        _start_line(store, runs, settings, progress)
         summary = anyio.run(
             lambda: drive(
                 store,
@@ -271,6 +272,24 @@ def _drive(
             )
         )
     return _finish(store, runs, summary, out_dirs, emulated=api.emulator), summary.stop_reason
+
+
+def _start_line(
+    store: Store, runs: Sequence[str], settings: RunSettings, progress: Progress
+) -> None:
+    """Say what this drive starts from (a log's first line), and keep it for `batcher log`."""
+    counts = store.counts(runs)
+    todo = sum(n for state, n in counts.items() if JobState(state) in UNFINISHED)
+    cap = "" if settings.max_cost is None else f"; --max-cost ${settings.max_cost:.2f}"
+    text = (
+        f"{count(todo, 'job')} to do of {sum(counts.values())}; "
+        f"money: {store.money(runs).text()}{cap}"
+    )
+    progress.event(Event("start", "", f"{', '.join(runs)}: {text}"))
+    try:
+        store.note(runs, "start", text)
+    except BatcherError:  # a note is worth less than the run it would delay
+        pass
 
 
 def _warn_over_budget(store: Store, runs: Sequence[str], max_cost: float | None) -> None:
@@ -533,7 +552,7 @@ def notify(command: str, summary: dict[str, Any]) -> None:
         done = subprocess.run(
             command,
             shell=True,
-            input=json.dumps(summary),  # one line: easy for jq, a log or a webhook
+            input=json.dumps(summary) + "\n",  # one line: easy for jq, a log or a webhook
             text=True,
             timeout=NOTIFY_TIMEOUT,
             check=False,

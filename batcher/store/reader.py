@@ -232,6 +232,16 @@ class Reader:
         return None if row["at"] is None else float(row["at"])
 
     @state_errors
+    def api_trouble(self, run: str) -> str | None:
+        """The outage the run's driver last told of, if it has not told of its end."""
+        row = self._conn.execute(
+            "SELECT to_state, detail FROM events WHERE job_id IS NULL AND run = ?"
+            " AND to_state IN ('start', 'outage', 'recovered') ORDER BY id DESC LIMIT 1",
+            (run,),
+        ).fetchone()
+        return row["detail"] if row is not None and row["to_state"] == "outage" else None
+
+    @state_errors
     def run_events(self, run: str, *, after: int = 0) -> list[dict[str, Any]]:
         """A run's events after event id `after`, oldest first: its jobs' moves (with each
         job's key and version) and notes about the whole run (job_id, key and version None):
