@@ -12,6 +12,8 @@ import fcntl
 import hashlib
 import os
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, ClassVar
@@ -102,3 +104,18 @@ def holder(state_path: Path, run: str, *, proc_locks: Path = Path("/proc/locks")
             except ValueError:
                 return None
     return None
+
+
+@contextmanager
+def hold_runs(state_path: Path, runs: Sequence[str]) -> Iterator[None]:
+    """Hold every run's lock (another process driving one of them: StateLocked)."""
+    taken: list[RunLock] = []
+    try:
+        for run_name in runs:
+            lock = RunLock(state_path, run_name)
+            lock.acquire()
+            taken.append(lock)
+        yield
+    finally:
+        for lock in reversed(taken):
+            lock.release()

@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from batcher.errors import (
     UsageError,
 )
 from batcher.jobfile import JobFile
-from batcher.locks import RunLock
+from batcher.locks import hold_runs
 from batcher.models import UNFINISHED, Event
 from batcher.outputs import LocalFolder, finish_moves
 from batcher.scheduler import Scheduler, Summary
@@ -108,21 +108,6 @@ def ensure_writable(folder: Path) -> None:
             f"cannot write output files in {folder}: {exc.strerror or exc}; "
             "fix it or choose another --out"
         ) from exc
-
-
-@contextmanager
-def hold_runs(state_path: Path, runs: Sequence[str]) -> Iterator[None]:
-    """Hold every run's lock (another process driving one of them: StateLocked)."""
-    taken: list[RunLock] = []
-    try:
-        for run_name in runs:
-            lock = RunLock(state_path, run_name)
-            lock.acquire()
-            taken.append(lock)
-        yield
-    finally:
-        for lock in reversed(taken):
-            lock.release()
 
 
 def record_runs(

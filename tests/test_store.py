@@ -308,8 +308,8 @@ def test_claim_by_id_takes_only_that_job(store: Store) -> None:
 def test_an_outage_going_on_shows_in_status_while_a_process_drives_the_run(
     store: Store,
 ) -> None:
+    from batcher.locks import hold_runs
     from batcher.operations import runs_data, status_data
-    from batcher.session import hold_runs
 
     store.note(["r"], "start", "1 job to do")
     store.note(["r"], "outage", "API unreachable since 01:02:11; pausing 20 s")

@@ -11,6 +11,7 @@ import click
 
 from batcher.cli.common import count, handle_errors, state_option
 from batcher.errors import UsageError
+from batcher.locks import hold_runs
 from batcher.models import JobState, Money
 from batcher.operations import (
     cancel_runs,
@@ -21,7 +22,6 @@ from batcher.operations import (
     runs_data,
     status_data,
 )
-from batcher.session import hold_runs
 from batcher.store import Store
 
 SHORT_LIST = 5  # cancelled jobs listed one by one up to this many

@@ -34,6 +34,7 @@ from batcher.cli.common import (
 from batcher.cli.progress import Progress
 from batcher.errors import AuthError, BatcherError, StateLocked, UsageError
 from batcher.jobfile import load_jobfile
+from batcher.locks import hold_runs
 from batcher.models import UNFINISHED, Event, JobState, bill_ratio
 from batcher.operations import render_times, status_data
 from batcher.scheduler import Summary
@@ -41,7 +42,6 @@ from batcher.session import (
     check_distinct_runs,
     drive,
     ensure_writable,
-    hold_runs,
     record_runs,
     run_folder,
 )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,17 +180,24 @@ class Reader:
         rows = self._conn.execute(
             "SELECT * FROM attempts WHERE job_id=? ORDER BY number", (job_id,)
         )
-        return [
-            Attempt(
-                number=r["number"],
-                request_id=r["request_id"],
-                submitted_at=r["submitted_at"],
-                finished_at=r["finished_at"],
-                outcome=AttemptOutcome(r["outcome"]),
-                error=r["error"],
-            )
-            for r in rows
-        ]
+        return [_attempt(r) for r in rows]
+
+    @state_errors
+    def done_files(self, run: str) -> Iterator[tuple[int, str]]:
+        """(job id, path in the output folder) of every file of the run's done jobs
+        (current versions), one row at a time (the first file of each job from SQL: most
+        have one; the rest parsed only for jobs that have more)."""
+        for job_id, first, n in self._conn.execute(
+            "SELECT id, json_extract(outputs, '$[0].path'), json_array_length(outputs)"
+            " FROM jobs WHERE run = ? AND current = 1 AND state = 'done'",
+            (run,),
+        ):
+            if first is not None:
+                yield job_id, first
+            if n > 1:
+                row = self._conn.execute("SELECT outputs FROM jobs WHERE id=?", (job_id,))
+                for extra in json.loads(row.fetchone()[0])[1:]:
+                    yield job_id, extra["path"]
 
     @state_errors
     def render_times(
@@ -268,8 +275,16 @@ class Reader:
         out_dirs = {
             r["name"]: r["out_dir"] for r in self._conn.execute("SELECT name, out_dir FROM runs")
         }
+        attempts: dict[int, list[Attempt]] = {}
+        joined = f" WHERE job_id IN (SELECT id FROM jobs{sql})" if sql else ""
+        for a in self._conn.execute(
+            f"SELECT * FROM attempts{joined} ORDER BY job_id, number", args
+        ):  # one query for every job's attempts, not one per job
+            attempts.setdefault(a["job_id"], []).append(_attempt(a))
         rows = self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args).fetchall()
-        return [self._record(r, out_dirs.get(r["run"], "")) for r in rows]
+        return [
+            self._record(r, out_dirs.get(r["run"], ""), attempts.get(r["id"], [])) for r in rows
+        ]
 
     @state_errors
     def record(self, job_id: int) -> JobRecord:
@@ -278,9 +293,9 @@ class Reader:
         if r is None:
             raise StateError(f"no job with id {job_id}")
         row = self._conn.execute("SELECT out_dir FROM runs WHERE name=?", (r["run"],)).fetchone()
-        return self._record(r, row["out_dir"] if row else "")
+        return self._record(r, row["out_dir"] if row else "", self.attempts(job_id))
 
-    def _record(self, r: sqlite3.Row, out_dir: str) -> JobRecord:
+    def _record(self, r: sqlite3.Row, out_dir: str, attempts: list[Attempt]) -> JobRecord:
         outputs = tuple(OutputFile(**o) for o in json.loads(r["outputs"]))
         return JobRecord(
             id=r["id"],
@@ -298,7 +313,7 @@ class Reader:
             out_dir=out_dir,
             state=JobState(r["state"]),
             request_id=r["request_id"],
-            attempts=tuple(self.attempts(r["id"])),
+            attempts=tuple(attempts),
             error=r["error"],
             outputs=outputs,
             cost=r["cost"] if r["cost"] is not None else r["cost_estimate"],
@@ -307,3 +322,14 @@ class Reader:
             finished_at=r["finished_at"],
             rows_of=r["rows_of"],
         )
+
+
+def _attempt(r: sqlite3.Row) -> Attempt:
+    return Attempt(
+        number=r["number"],
+        request_id=r["request_id"],
+        submitted_at=r["submitted_at"],
+        finished_at=r["finished_at"],
+        outcome=AttemptOutcome(r["outcome"]),
+        error=r["error"],
+    )
