@@ -42,9 +42,11 @@ def test_the_log_tells_each_jobs_story_with_times_attempts_and_errors(tmp_path: 
         as_json = batcher(["log", "night", "--json", *state], cwd=tmp_path, base_url=emu.base_url)
         entries = [json.loads(line) for line in as_json.stdout.splitlines()]
         assert len(entries) == len(lines)
-        assert {e["key"] for e in entries} == {"night/c0", "night/c1", "night/c2"}
+        assert {e["key"] for e in entries} == {"night/c0", "night/c1", "night/c2", None}
+        [start] = [e for e in entries if e["key"] is None]  # a note of the whole run
+        assert start["to"] == "start" and "3 jobs to do of 3" in start["detail"]
         assert {"at", "run", "key", "version", "from", "to", "attempt", "detail"} <= set(entries[0])
-        assert max(e["attempt"] for e in entries) == 2
+        assert max(e["attempt"] or 0 for e in entries) == 2
 
         follow = batcher(
             ["log", "--follow", *state], cwd=tmp_path, base_url=emu.base_url, timeout=30

@@ -43,18 +43,20 @@ class _Batcher(click.Group):
             return super().main(*args, **kwargs)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return sorted({*COMMANDS, *self.commands})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS:
-            return None
+        if cmd_name in self.commands or cmd_name not in COMMANDS:  # added in code, or none
+            return super().get_command(ctx, cmd_name)
         module = importlib.import_module(f"batcher.cli.{COMMANDS[cmd_name][0]}")
         commands: list[click.Command] = module.COMMANDS
         return next(c for c in commands if c.name == cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):
-            formatter.write_dl([(name, COMMANDS[name][1]) for name in self.list_commands(ctx)])
+            formatter.write_dl(
+                [(name, COMMANDS[name][1]) for name in self.list_commands(ctx) if name in COMMANDS]
+            )
 
 
 @click.group(cls=_Batcher, context_settings={"help_option_names": ["-h", "--help"]})
