@@ -5,13 +5,23 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator, FormatChecker
 
 from batcher.models import JobState
-from batcher.report import CSV_COLUMNS, manifest_schema, render_csv, render_jsonl
+from batcher.report import (
+    CSV_COLUMNS,
+    csv_lines,
+    jsonl_lines,
+    manifest_schema,
+    render_csv,
+    render_jsonl,
+)
 from batcher.report.manifest import iso
 from tests.test_report_samples import (
     HOSTILE_PROMPT,
@@ -121,3 +131,24 @@ def test_empty_runs_give_an_empty_manifest_and_a_header_only_csv() -> None:
     assert render_csv([]).splitlines() == [",".join(CSV_COLUMNS)]
     old = make_record(current=False, state=JobState.FAILED)
     assert render_csv([old]).splitlines() == [",".join(CSV_COLUMNS)]
+
+
+@given(st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_iso_says_what_datetime_says(ts: float) -> None:
+    """The fast ISO stamp equals datetime's own, its rounding included."""
+    expected = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
+    assert iso(ts) == expected.replace("+00:00", "Z")
+
+
+def test_jsonl_and_csv_stream_from_an_iterator_of_records() -> None:
+    records = [make_record(name=f"j{i}", seq=i) for i in range(3)]
+    pieces = list(jsonl_lines(iter(records)))
+    assert len(pieces) == 3 and "".join(pieces) == render_jsonl(records)
+    assert "".join(csv_lines(iter(records))) == render_csv(records)
+
+
+def test_a_csv_row_is_built_in_column_order() -> None:
+    """csv_lines writes a row's values in order, trusting csv_row to build them so."""
+    from batcher.report.manifest import csv_row
+
+    assert tuple(csv_row(make_record())) == CSV_COLUMNS

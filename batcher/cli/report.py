@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -21,7 +21,7 @@ from batcher.errors import StateError
 from batcher.models import JobRecord, Money
 from batcher.operations import render_time_lines, render_times
 from batcher.posters import ensure_posters
-from batcher.report import render_csv, render_html, render_jsonl, render_yaml
+from batcher.report import csv_lines, jsonl_lines, render_html, render_yaml
 from batcher.store import Store
 
 FORMATS = ("html", "csv", "jsonl", "yaml")
@@ -40,8 +40,9 @@ def pick_run(store: Store, run: str | None) -> str:
     return run
 
 
-def write_text(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically (temp file in the same folder, then rename)."""
+def write_text(path: Path, text: str | Iterable[str]) -> None:
+    """Write `text` (or its pieces, as they come) to `path` atomically (temp file in the
+    same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -49,7 +50,7 @@ def write_text(path: Path, text: str) -> None:
         os.umask(mask)
         os.fchmod(fd, 0o666 & ~mask)  # as any file (the videos), not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
+            fh.writelines([text] if isinstance(text, str) else text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -67,7 +68,7 @@ def report_path(output: str | None, run_out_dir: str, fmt: str) -> Path:
 
 
 def render(
-    records: list[JobRecord],
+    records: Iterable[JobRecord],
     fmt: str,
     *,
     page_dir: Path,
@@ -75,17 +76,21 @@ def render(
     partial: bool = False,
     render_times: Sequence[str] = (),
     money: Money | None = None,
-) -> str:
-    """The report text of `records` in `fmt` (html sources relative to `page_dir`)."""
-    if fmt == "html":
-        return render_html(
-            records, out_dir=page_dir, title=title, render_times=render_times, money=money
-        )
+) -> Iterable[str]:
+    """The report of `records` in `fmt`, in pieces (html sources relative to `page_dir`).
+    The manifests stream: `records` may be an iterator, read once, as they are written."""
     if fmt == "csv":
-        return render_csv(records)
+        return csv_lines(records)
     if fmt == "jsonl":
-        return render_jsonl(records)
-    return render_yaml(records, partial=partial)
+        return jsonl_lines(records)
+    records = list(records)
+    if fmt == "html":
+        return [
+            render_html(
+                records, out_dir=page_dir, title=title, render_times=render_times, money=money
+            )
+        ]
+    return [render_yaml(records, partial=partial)]
 
 
 def write_html_report(store: Store, run: str, output: Path | None) -> Path:
@@ -153,39 +158,40 @@ def report(
     """
     with Store.open(state_path, create=False, read_only=True) as store:
         name = pick_run(store, run)
-        records = store.records(name)
         run_out = store.run_info(name).out_dir
         times = _render_times(store, name) if fmt == "html" else []
         money = store.money([name])
-    if fmt == "html":
-        ensure_posters(records)
-    title = f"batcher: {name}"
-    to_stdout = output == "-" or (output is None and fmt != "html")
-    if to_stdout:
-        text = render(
+        seen = 0
+
+        def counted() -> Iterator[JobRecord]:
+            nonlocal seen
+            for record in store.iter_records(name):
+                seen += 1
+                yield record
+
+        records: Iterable[JobRecord] = counted()
+        if fmt == "html":
+            records = list(records)
+            ensure_posters(records)
+        title = f"batcher: {name}"
+        to_stdout = output == "-" or (output is None and fmt != "html")
+        page_dir = Path.cwd() if to_stdout else report_path(output, run_out, fmt).parent.resolve()
+        pieces = render(
             records,
             fmt,
-            page_dir=Path.cwd(),
+            page_dir=page_dir,
             title=title,
             partial=partial,
             render_times=times,
             money=money,
         )
-        click.echo(text, nl=False)
-        return
-    path = report_path(output, run_out, fmt)
-    page_dir = path.parent.resolve()
-    text = render(
-        records,
-        fmt,
-        page_dir=page_dir,
-        title=title,
-        partial=partial,
-        render_times=times,
-        money=money,
-    )
-    write_text(path, text)
-    click.echo(f"{fmt} report of run {name!r} ({count(len(records), 'job version')}): {path}")
+        if to_stdout:
+            for piece in pieces:
+                click.echo(piece, nl=False)
+            return
+        path = report_path(output, run_out, fmt)
+        write_text(path, pieces)
+    click.echo(f"{fmt} report of run {name!r} ({count(seen, 'job version')}): {path}")
     if open_it and click.launch(str(path), wait=True) != 0:
         err(f"batcher: warning: could not open {path}; open it yourself")
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
-from functools import cache
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -57,8 +58,21 @@ def iso(ts: float | None) -> str | None:
     """An epoch timestamp as ISO 8601 UTC with milliseconds (`...Z`), or None."""
     if ts is None:
         return None
-    stamp = datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
-    return stamp.replace("+00:00", "Z")
+    # What datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds") says (its
+    # rounding to microseconds, then cut to milliseconds), at a third of the cost: a
+    # manifest of 100,000 jobs holds half a million of these.
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    return f"{_second(int(whole))}.{us // 1000:03d}Z"
+
+
+@lru_cache(maxsize=4096)
+def _second(whole: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
 
 
 def render_seconds(record: JobRecord) -> float | None:
@@ -75,6 +89,11 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def _plain(value: Mapping[str, Any]) -> Any:
+    """`plain`, skipped for what is plain already (a dict read from JSON)."""
+    return value if type(value) is dict else plain(value)
 
 
 def _output(out: OutputFile) -> dict[str, Any]:
@@ -104,8 +123,8 @@ def manifest_line(record: JobRecord) -> dict[str, Any]:
         "model": record.model,
         "request_id": record.request_id,
         "fingerprint": record.fingerprint,
-        "payload": plain(record.payload),
-        "sweep": plain(record.sweep),
+        "payload": _plain(record.payload),
+        "sweep": _plain(record.sweep),
         "repeat": record.repeat,
         "output_name": record.output_name,
         "out_dir": record.out_dir,
@@ -124,17 +143,24 @@ def manifest_line(record: JobRecord) -> dict[str, Any]:
 
 # Line breaks to Python's str.splitlines() (and to JavaScript) that JSON leaves raw.
 _RAW_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
-def render_jsonl(records: Iterable[JobRecord]) -> str:
-    """One JSON object per line per job version, keyed by `key` (empty text for no jobs).
+def jsonl_lines(records: Iterable[JobRecord]) -> Iterator[str]:
+    """One JSON object per line per job version, keyed by `key`, one line at a time.
 
     Text stays readable UTF-8, but every character any common reader takes for a line
     break is escaped, so one line is always one job."""
-    lines = [
-        json.dumps(manifest_line(r), ensure_ascii=False).translate(_RAW_BREAKS) for r in records
-    ]
-    return "".join(line + "\n" for line in lines)
+    for r in records:
+        line = _encode(manifest_line(r))
+        if "\x85" in line or "\u2028" in line or "\u2029" in line:  # rare: scans are cheap
+            line = line.translate(_RAW_BREAKS)
+        yield line + "\n"
+
+
+def render_jsonl(records: Iterable[JobRecord]) -> str:
+    """`jsonl_lines` as one text (empty for no jobs)."""
+    return "".join(jsonl_lines(records))
 
 
 @cache
@@ -146,11 +172,14 @@ def manifest_schema() -> dict[str, Any]:
 
 
 def _cell(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
     if value is None:
         return ""
-    if isinstance(value, str):
-        return value
-    return json.dumps(plain(value), ensure_ascii=False)
+    if kind is int or (kind is float and math.isfinite(value)):
+        return repr(value)  # what JSON says of them, without an encoder call each
+    return _encode(plain(value))
 
 
 def csv_row(record: JobRecord) -> dict[str, str]:
@@ -180,12 +209,22 @@ def csv_row(record: JobRecord) -> dict[str, str]:
     return row
 
 
-def render_csv(records: Iterable[JobRecord]) -> str:
-    """A spreadsheet of the current jobs: header `CSV_COLUMNS`, one row per job."""
+def csv_lines(records: Iterable[JobRecord]) -> Iterator[str]:
+    """A spreadsheet of the current jobs, a row at a time: header `CSV_COLUMNS`, then one
+    row per job."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, quoting=csv.QUOTE_MINIMAL)
-    writer.writeheader()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(CSV_COLUMNS)
     for record in records:
         if record.current:
-            writer.writerow(csv_row(record))
-    return buffer.getvalue()
+            writer.writerow(csv_row(record).values())  # built in CSV_COLUMNS order
+        if buffer.tell() > 1 << 16:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def render_csv(records: Iterable[JobRecord]) -> str:
+    """`csv_lines` as one text."""
+    return "".join(csv_lines(records))

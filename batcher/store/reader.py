@@ -177,8 +177,9 @@ class Reader:
 
     @state_errors
     def attempts(self, job_id: int) -> list[Attempt]:
-        rows = self._conn.execute(
-            "SELECT * FROM attempts WHERE job_id=? ORDER BY number", (job_id,)
+        rows = self._tuples(
+            f"SELECT job_id, {_ATTEMPT_COLUMNS} FROM attempts WHERE job_id=? ORDER BY number",
+            (job_id,),
         )
         return [_attempt(r) for r in rows]
 
@@ -277,59 +278,108 @@ class Reader:
         }
         attempts: dict[int, list[Attempt]] = {}
         joined = f" WHERE job_id IN (SELECT id FROM jobs{sql})" if sql else ""
-        for a in self._conn.execute(
-            f"SELECT * FROM attempts{joined} ORDER BY job_id, number", args
+        for a in self._tuples(
+            f"SELECT job_id, {_ATTEMPT_COLUMNS} FROM attempts{joined} ORDER BY job_id, number",
+            args,
         ):  # one query for every job's attempts, not one per job
-            attempts.setdefault(a["job_id"], []).append(_attempt(a))
-        rows = self._conn.execute(f"SELECT * FROM jobs{sql} ORDER BY id", args).fetchall()
-        return [
-            self._record(r, out_dirs.get(r["run"], ""), attempts.get(r["id"], [])) for r in rows
-        ]
+            attempts.setdefault(a[0], []).append(_attempt(a))
+        rows = self._tuples(f"SELECT {_RECORD_COLUMNS} FROM jobs{sql} ORDER BY id", args)
+        return [_record(r, out_dirs.get(r[1], ""), attempts.get(r[0], ())) for r in rows]
+
+    def iter_records(self, run: str) -> Iterator[JobRecord]:
+        """`records(run)`, one at a time, in bounded memory: the jobs and their attempts
+        read by two cursors in job-id order, merged as they go (reports stream this)."""
+        row = self._conn.execute("SELECT out_dir FROM runs WHERE name=?", (run,)).fetchone()
+        out_dir = row["out_dir"] if row else ""
+        try:
+            attempts = self._tuples(
+                f"SELECT job_id, {_ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN"
+                " (SELECT id FROM jobs WHERE run = ?) ORDER BY job_id, number",
+                (run,),
+            )
+            pending = next(attempts, None)
+            for r in self._tuples(
+                f"SELECT {_RECORD_COLUMNS} FROM jobs WHERE run=? ORDER BY id", (run,)
+            ):
+                job_id, mine = r[0], []
+                while pending is not None and pending[0] <= job_id:
+                    if pending[0] == job_id:
+                        mine.append(_attempt(pending))
+                    pending = next(attempts, None)
+                yield _record(r, out_dir, mine)
+        except sqlite3.Error as exc:
+            raise StateError(f"cannot read the state database {self.path}: {exc}") from exc
+
+    def _tuples(self, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+        """Rows as plain tuples (no sqlite3.Row: a name lookup per field costs, at scale)."""
+        cursor = self._conn.cursor()
+        cursor.row_factory = None
+        return iter(cursor.execute(sql, args))
 
     @state_errors
     def record(self, job_id: int) -> JobRecord:
         """One job version as reports read it."""
-        r = self._conn.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        r = next(self._tuples(f"SELECT {_RECORD_COLUMNS} FROM jobs WHERE id=?", (job_id,)), None)
         if r is None:
             raise StateError(f"no job with id {job_id}")
-        row = self._conn.execute("SELECT out_dir FROM runs WHERE name=?", (r["run"],)).fetchone()
-        return self._record(r, row["out_dir"] if row else "", self.attempts(job_id))
-
-    def _record(self, r: sqlite3.Row, out_dir: str, attempts: list[Attempt]) -> JobRecord:
-        outputs = tuple(OutputFile(**o) for o in json.loads(r["outputs"]))
-        return JobRecord(
-            id=r["id"],
-            run=r["run"],
-            key=r["key"],
-            name=r["name"],
-            version=r["version"],
-            current=bool(r["current"]),
-            model=r["model"],
-            fingerprint=r["fingerprint"],
-            payload=json.loads(r["payload"]),
-            sweep=json.loads(r["sweep"]),
-            repeat=r["repeat"],
-            output_name=r["output_name"],
-            out_dir=out_dir,
-            state=JobState(r["state"]),
-            request_id=r["request_id"],
-            attempts=tuple(attempts),
-            error=r["error"],
-            outputs=outputs,
-            cost=r["cost"] if r["cost"] is not None else r["cost_estimate"],
-            created_at=r["created_at"],
-            submitted_at=r["submitted_at"],
-            finished_at=r["finished_at"],
-            rows_of=r["rows_of"],
-        )
+        row = self._conn.execute("SELECT out_dir FROM runs WHERE name=?", (r[1],)).fetchone()
+        return _record(r, row["out_dir"] if row else "", self.attempts(job_id))
 
 
-def _attempt(r: sqlite3.Row) -> Attempt:
+_RECORD_COLUMNS = (
+    "id, run, key, name, version, current, model, fingerprint, payload, sweep, repeat,"
+    " output_name, state, request_id, error, outputs, cost, cost_estimate, created_at,"
+    " submitted_at, finished_at, rows_of"
+)
+_ATTEMPT_COLUMNS = "number, request_id, submitted_at, finished_at, outcome, error"
+_decode = json.JSONDecoder().decode
+_STATES = {s.value: s for s in JobState}
+_OUTCOMES = {o.value: o for o in AttemptOutcome}
+
+
+def _record(r: tuple[Any, ...], out_dir: str, attempts: Sequence[Attempt]) -> JobRecord:
+    """A JobRecord from a `_RECORD_COLUMNS` row (plain values, each decoded once)."""
+    (job_id, run, key, name, version, current, model, fingerprint, payload, sweep, repeat,
+     output_name, state, request_id, error, outputs, cost, estimate, created_at,
+     submitted_at, finished_at, rows_of) = r  # fmt: skip
+    files = tuple(
+        OutputFile(url=o["url"], path=o["path"], size=o["size"], sha256=o["sha256"])
+        for o in (_decode(outputs) if outputs != "[]" else ())
+    )
+    return JobRecord(
+        id=job_id,
+        run=run,
+        key=key,
+        name=name,
+        version=version,
+        current=bool(current),
+        model=model,
+        fingerprint=fingerprint,
+        payload=_decode(payload),
+        sweep=_decode(sweep) if sweep != "{}" else {},
+        repeat=repeat,
+        output_name=output_name,
+        out_dir=out_dir,
+        state=_STATES[state],
+        request_id=request_id,
+        attempts=tuple(attempts),
+        error=error,
+        outputs=files,
+        cost=cost if cost is not None else estimate,
+        created_at=created_at,
+        submitted_at=submitted_at,
+        finished_at=finished_at,
+        rows_of=rows_of,
+    )
+
+
+def _attempt(r: tuple[Any, ...]) -> Attempt:
+    """An Attempt from a `job_id, _ATTEMPT_COLUMNS` row."""
     return Attempt(
-        number=r["number"],
-        request_id=r["request_id"],
-        submitted_at=r["submitted_at"],
-        finished_at=r["finished_at"],
-        outcome=AttemptOutcome(r["outcome"]),
-        error=r["error"],
+        number=r[1],
+        request_id=r[2],
+        submitted_at=r[3],
+        finished_at=r[4],
+        outcome=_OUTCOMES[r[5]],
+        error=r[6],
     )
