@@ -125,9 +125,8 @@ def status_data(
                 "money": store.money([name]).as_json(),
                 "attention": attention,
                 "missing_files": [j.key for j in missing_files(store, name)],
-                "api_trouble": (
-                    store.api_trouble(name) if holder(Path(store.path), name) is not None else None
-                ),
+                "driven_by": (driver := holder(Path(store.path), name)),
+                "api_trouble": store.api_trouble(name) if driver is not None else None,
                 # Answers the database could not take: followed (or re-sent) by `resume`.
                 "rescued": [
                     {"key": e.get("key"), "request_id": e.get("request_id"), "why": e.get("why")}

@@ -41,9 +41,12 @@ def test_forget_drops_the_records_and_keeps_the_files(tmp_path: Path) -> None:
     unasked = batcher(["forget", "night", "--state", "s.db"], cwd=tmp_path, base_url=NOWHERE)
     assert unasked.returncode == 2 and "--yes" in unasked.stderr  # no terminal to ask on
     assert runs(tmp_path) == ["night", "day"]
-    gone = batcher(["forget", "night", "--yes", "--state", "s.db"], cwd=tmp_path, base_url=NOWHERE)
+    gone = batcher(
+        ["forget", "night", "--yes", "--json", "--state", "s.db"], cwd=tmp_path, base_url=NOWHERE
+    )
     assert gone.returncode == 0, gone.stderr
-    assert "forgot night" in gone.stdout and "files stay" in gone.stdout
+    said = json.loads(gone.stdout)
+    assert said["run"] == "night" and said["dropped"] == 1 and said["out_dir"].endswith("night")
     assert runs(tmp_path) == ["day"]
     assert (tmp_path / "out" / "night" / "c0.mp4").exists()
     with Store.open(tmp_path / "s.db") as store:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -316,6 +317,7 @@ def test_an_outage_going_on_shows_in_status_while_a_process_drives_the_run(
     assert store.api_trouble("r") == "API unreachable since 01:02:11; pausing 20 s"
     assert status_data(store, "r")["runs"][0]["api_trouble"] is None  # nobody drives it
     with hold_runs(store.path, ["r"]):
+        assert status_data(store, "r")["runs"][0]["driven_by"] == os.getpid()
         assert status_data(store, "r")["runs"][0]["api_trouble"].startswith("API unreachable")
         assert runs_data(store)[0]["api_trouble"].startswith("API unreachable")
         store.note(["r"], "recovered", "API answering again after 40 s")

@@ -48,9 +48,11 @@ def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -
         return
     for run_data in data["runs"]:
         counts = ", ".join(f"{k} {v}" for k, v in run_data["counts"].items())
+        pid = run_data["driven_by"]
+        driver = "" if pid is None else f"; driven by pid {pid}" if pid else "; driven"
         click.echo(
             f"{run_data['run']}: {count(run_data['total'], 'job')} ({counts}); "
-            f"outputs {run_data['out_dir']}"
+            f"outputs {run_data['out_dir']}{driver}"
         )
         click.echo(f"  money: {Money.of_json(run_data['money']).text()}")
         if run_data["api_trouble"]:
@@ -240,9 +242,10 @@ def runs(as_json: bool, state_path: Path) -> None:
 @click.command()
 @click.argument("run_name", required=False)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @state_option
 @handle_errors
-def forget(run_name: str | None, yes: bool, state_path: Path) -> None:
+def forget(run_name: str | None, yes: bool, as_json: bool, state_path: Path) -> None:
     """Drop RUN's records from the state (its output files stay). Refused while another
     process drives it or while paid work is still out (cancel or finish it first)."""
     if run_name is None:
@@ -261,6 +264,9 @@ def forget(run_name: str | None, yes: bool, state_path: Path) -> None:
                 abort=True,
             )
         dropped = store.forget_run(run_name)
+    if as_json:
+        click.echo(json.dumps({"run": run_name, "dropped": dropped, "out_dir": info.out_dir}))
+        return
     click.echo(f"forgot {run_name}: {dropped} job version(s); its files stay in {info.out_dir}")
 
 
