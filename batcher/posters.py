@@ -21,7 +21,12 @@ SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".m4v")
 
 
 def poster_path(video: Path) -> Path:
-    return video.with_name(f"{video.stem}~poster.jpg")
+    return video.with_name(poster_name(video.name))
+
+
+def poster_name(video: str) -> str:
+    """`NAME~poster.jpg` for `NAME.mp4` (a file name, no folder)."""
+    return f"{os.path.splitext(os.path.basename(video))[0]}~poster.jpg"  # Path(v).stem
 
 
 def ensure_poster(video: Path) -> Path | None:
@@ -55,13 +60,40 @@ def ensure_poster(video: Path) -> Path | None:
 
 
 def ensure_posters(records: Iterable[JobRecord]) -> None:
-    """A poster beside every recorded video (made once; again when the video changed)."""
+    """A poster beside every recorded video (made once; again when the video changed).
+
+    Each run folder is listed once (its entries carry their times), so a report of a big
+    night whose posters are made costs a listing, not four path operations per video."""
+    listings: dict[str, dict[str, os.DirEntry[str]]] = {}
     for record in records:
         for output in record.outputs:
             try:
-                ensure_poster(Path(record.out_dir) / output.path)
+                if "/" in output.path:  # below the run's folder: the plain way
+                    ensure_poster(Path(record.out_dir) / output.path)
+                    continue
+                folder = listings.get(record.out_dir)
+                if folder is None:
+                    folder = listings[record.out_dir] = _entries(record.out_dir)
+                if not _fresh(folder, output.path):
+                    ensure_poster(Path(record.out_dir) / output.path)
             except Exception:  # noqa: BLE001 - a poster is a nicety: never the report's end
                 continue
+
+
+def _entries(folder: str) -> dict[str, os.DirEntry[str]]:
+    try:
+        return {e.name: e for e in os.scandir(folder)}
+    except OSError:
+        return {}
+
+
+def _fresh(folder: dict[str, os.DirEntry[str]], video: str) -> bool:
+    """Whether `video` (listed in `folder`) has a poster no older than it."""
+    made, poster = folder.get(video), folder.get(poster_name(video))
+    if made is None or poster is None:
+        return made is None  # no video: nothing to make; no poster: make it
+    when = made.stat()
+    return poster.stat().st_mtime >= max(when.st_mtime, when.st_ctime)
 
 
 def first_frame_jpeg(video: Path) -> bytes:

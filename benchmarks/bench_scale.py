@@ -9,8 +9,9 @@ script is `benchmarks/bench_throughput.py --jobs N` (600, 2,000 and 16,000 in BE
 - startup: `batcher --version`, best of 5.
 - load: `validate` and `plan --json` of a --jobs file in each form: one sweep, bare prompts,
   CSV rows, and jobs listed one by one in block YAML.
-- state: a state of --jobs done jobs (one small file each, on disk), made directly through
-  the store; then `status`, `status --json`, `report --format jsonl`, `report` (html).
+- state: a state of --jobs done jobs (one small file each, on disk, and its poster, as
+  after a first report), made directly through the store; then `status`, `status --json`,
+  `report --format jsonl`, `report --format csv`, `report` (html).
 - edit: `run --emulator` of N jobs (250, 500, 1,000), then every job edited and run again;
   linear means the re-run costs about what the first run did.
 - resume: 10,000 pending jobs; seconds from `resume` to its first submission.
@@ -152,6 +153,8 @@ def big_state(work: Path, n: int) -> Path:
     with conn:
         for i in range(n):
             (out / f"job{i}.mp4").write_bytes(b"\0\0\0\x18ftypmp42" + b"\0" * 16)
+        for i in range(n):  # as after the first report: posters made (4+ ms each to make)
+            (out / f"job{i}~poster.jpg").write_bytes(b"\xff\xd8\xff\xd9")
         conn.execute(
             "UPDATE jobs SET state=?, request_id='req-'||id, attempts=1, submitted_at=?,"
             " finished_at=?, cost=0.56, outputs=json_array(json_object('url',"
@@ -178,6 +181,7 @@ def state(work: Path, n: int) -> None:
         "report --format jsonl",
         *measure(["report", "--format", "jsonl", "-o", "m.jsonl", *s], work),
     )
+    row("report --format csv", *measure(["report", "--format", "csv", "-o", "m.csv", *s], work))
     row("report (html)", *measure(["report", "-o", "r.html", *s], work))
 
 

@@ -29,14 +29,14 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
 from batcher.models import JobRecord, JobState, Money
-from batcher.posters import poster_path
+from batcher.posters import poster_name
 from batcher.report.grid import Group, group_records, layout, value_label
 from batcher.report.manifest import iso, render_seconds
 
@@ -63,7 +63,10 @@ _UNKNOWN_HINT = (
 
 def esc(value: object) -> str:
     """Text made safe for HTML text and double-quoted attribute values."""
-    return html.escape(str(value), quote=True)
+    text = str(value)
+    if "&" in text or "<" in text or ">" in text or '"' in text or "'" in text:
+        return html.escape(text, quote=True)
+    return text  # most text has nothing to escape: five scans cost less than a rewrite
 
 
 def script_json(data: Any) -> str:
@@ -103,12 +106,44 @@ def content_security_policy() -> str:
 
 def media_url(record: JobRecord, path: str, report_dir: str | os.PathLike[str]) -> str:
     """The URL of an output file relative to the page's folder, percent-encoded."""
+    if "/" not in path and path not in ("", ".", ".."):  # a file right in the run's folder
+        base = _folder_url(record.out_dir, os.fspath(report_dir))
+        if base is not None:
+            return base + quote(path, safe="")
     target = os.path.abspath(os.path.join(record.out_dir, path))
     try:
         rel = os.path.relpath(target, os.path.abspath(report_dir))
     except ValueError:  # another drive (Windows): only an absolute URL can work
         return Path(target).as_uri()
     return "/".join(quote(part, safe="") for part in Path(rel).parts)
+
+
+def _listing(folder: str) -> frozenset[str]:
+    """The names in a run's folder (one listing per folder per page, not a stat per file)."""
+    found = _LISTINGS.get(folder)
+    if found is None:
+        try:
+            found = frozenset(e.name for e in os.scandir(folder))
+        except OSError:
+            found = frozenset()
+        _LISTINGS[folder] = found
+    return found
+
+
+_LISTINGS: dict[str, frozenset[str]] = {}  # cleared for each page (see render_html)
+
+
+@lru_cache(maxsize=64)
+def _folder_url(out_dir: str, report_dir: str) -> str | None:
+    """The URL prefix (ending in `/`, or empty) of a run's folder as seen from the page's
+    folder: worked out once per folder, not once per file (100,000 at scale)."""
+    try:
+        rel = os.path.relpath(os.path.abspath(out_dir), os.path.abspath(report_dir))
+    except ValueError:
+        return None
+    if rel == ".":
+        return ""
+    return "".join(quote(part, safe="") + "/" for part in Path(rel).parts)
 
 
 def _video_output(record: JobRecord) -> str | None:
@@ -135,11 +170,15 @@ def _media(record: JobRecord, report_dir: str | os.PathLike[str]) -> str:
     video = _video_output(record) if record.state is JobState.DONE else None
     if video is not None:
         src = esc(media_url(record, video, report_dir))
-        still = poster_path(Path(record.out_dir) / video)
         poster = ""
-        if still.is_file():  # made by `batcher report` beside the video
-            shown = esc(media_url(record, str(still.relative_to(record.out_dir)), report_dir))
-            poster = f' poster="{shown}"'
+        if "/" not in video:  # in the run's folder: its poster is listed there, or not
+            still = poster_name(video)
+            found = still in _listing(record.out_dir)
+        else:
+            still = str(PurePosixPath(video).with_name(poster_name(PurePosixPath(video).name)))
+            found = (Path(record.out_dir) / still).is_file()
+        if found:  # made by `batcher report` beside the video
+            poster = f' poster="{esc(media_url(record, still, report_dir))}"'
         return (
             f'<div class="media {aspect}" data-lazy><template class="player"><video controls '
             f'muted loop playsinline preload="none"{poster} src="{src}"></video></template></div>'
@@ -369,6 +408,7 @@ def render_html(
     (video sources are relative to it). `render_times`: lines saying what renders of the
     run's models took (shown under the summary); `money`: the run's account (the same
     words as `batcher status`)."""
+    _LISTINGS.clear()  # the folders as they are now, listed once for this page
     index_of = {id(r): i for i, r in enumerate(records)}
     current = [r for r in records if r.current]
     superseded = [r for r in records if not r.current]
