@@ -215,3 +215,27 @@ def test_poll_settings_are_checked_and_bad_emulator_timings_refused(tmp_path: Pa
     )
     assert emu.returncode == 2 and "uniform:LO:HI" in emu.stderr
     assert time.monotonic() - started < 30
+
+
+def test_the_panel_reads_the_state_less_often_when_reading_it_costs() -> None:
+    """Issue 10: counts and money over every job, twice a second, held the event loop
+    ~0.2 s each time on a 100,000-job state."""
+    now = [0.0]
+    reads: list[float] = []
+
+    def counts() -> dict[str, int]:
+        reads.append(now[0])
+        now[0] += cost[0]  # what the query takes
+        return {"pending": 3}
+
+    cost = [0.001]
+    panel = Progress(counts, Money, live=False, clock=lambda: now[0])
+    for _ in range(10):  # cheap: read at every tick
+        panel._render()
+        now[0] += 0.5
+    assert len(reads) == 10
+    cost[0], reads[:] = 0.2, []
+    for _ in range(40):  # 0.2 s a read: once every 4 s or so, not every 0.5 s
+        panel._render()
+        now[0] += 0.5
+    assert 4 <= len(reads) <= 6, reads
