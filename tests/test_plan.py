@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from batcher.cli import jobs as cli_jobs
 from batcher.cli import main
-from batcher.jobfile import JobFile, loads_jobfile
+from batcher.jobfile import JobFile, load_jobfile, loads_jobfile
 from batcher.jobfile.plan import plain_table, plan_document, plan_rows, summary, totals
 
 TEXT = """
@@ -131,3 +131,19 @@ def test_rich_table_for_terminals(jf: JobFile, capsys: pytest.CaptureFixture[str
     cli_jobs._rich_table(plan_rows(jf, {}), "p  (model)", ["total line"])
     out = capsys.readouterr().out
     assert "p/a" in out and "total line" in out and "$2.000" in out
+
+
+def test_plan_json_streams_the_same_document(tmp_path: Path) -> None:
+    """Issue 10: `plan --json` is written a job at a time; it reads back as the document."""
+    from batcher.jobfile.plan import plan_json
+
+    (tmp_path / "p.yaml").write_text(
+        "name: p\njobs:\n  - name: a\n    prompt: a fox\n    sweep: {cfg_scale: [0.3, 0.5]}\n"
+    )
+    jf = load_jobfile(tmp_path / "p.yaml")
+    rows = plan_rows(jf, {})
+    pieces = list(plan_json(jf, rows, {"money": {"spent_usd": 0}}))
+    assert len(pieces) == 2 + len(rows)
+    assert json.loads("".join(pieces)) == plan_document(jf, rows, {"money": {"spent_usd": 0}})
+    empty = plan_json(jf, [], None)
+    assert json.loads("".join(empty))["jobs"] == []

@@ -23,7 +23,7 @@ from batcher.jobfile.plan import (
     PlanRow,
     cells,
     plain_table,
-    plan_document,
+    plan_json,
     plan_rows,
     summary,
     totals,
@@ -106,9 +106,8 @@ def plan(file: Path, as_json: bool, state_path: Path) -> None:
     t = totals(rows)
     money = _money(state_path, jf.run, t.cost)
     if as_json:
-        doc = plan_document(jf, rows)
-        doc["money"] = money.as_json()
-        click.echo(json.dumps(doc, ensure_ascii=False, indent=1))
+        for piece in plan_json(jf, rows, {"money": money.as_json()}):
+            sys.stdout.write(piece)
         return
     lines = summary(t)
     if money.at_most or money.failed:

@@ -7,8 +7,9 @@ mark is new, changed or pending: the money not yet spent if the run goes on.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -74,8 +75,51 @@ def totals(rows: list[PlanRow]) -> Totals:
     )
 
 
-def plan_document(jf: JobFile, rows: list[PlanRow]) -> dict[str, Any]:
-    """The `plan --json` document: file, run, model, price, options, jobs, totals, warnings."""
+def plan_document(
+    jf: JobFile, rows: list[PlanRow], extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The `plan --json` document: file, run, model, price, options, jobs, totals,
+    warnings (and `extra` fields at the end)."""
+    doc = _envelope(jf, rows, extra)
+    doc["jobs"] = [job_entry(r) for r in rows]
+    return doc
+
+
+def plan_json(
+    jf: JobFile, rows: list[PlanRow], extra: Mapping[str, Any] | None = None
+) -> Iterator[str]:
+    """`plan_document` as JSON text, in pieces: the jobs one per line as they are
+    written, never the whole document in memory (100,000 jobs at scale)."""
+    text = json.dumps(_envelope(jf, rows, extra), ensure_ascii=False, indent=1)
+    head, tail = text.split(json.dumps(_JOBS), 1)
+    yield head + "["
+    for i, r in enumerate(rows):
+        yield ("\n  " if i == 0 else ",\n  ") + json.dumps(job_entry(r), ensure_ascii=False)
+    yield ("\n ]" if rows else "]") + tail + "\n"
+
+
+_JOBS = "\x00jobs\x00"  # where the jobs go in the envelope's text
+
+
+def job_entry(r: PlanRow) -> dict[str, Any]:
+    """One job as `plan --json` lists it."""
+    return {
+        "key": r.job.key,
+        "name": r.job.name,
+        "output_name": r.job.output_name,
+        "mark": r.mark,
+        "seconds": r.seconds,
+        "sound": r.sound,
+        "cost": r.job.cost,
+        "fingerprint": r.job.fingerprint,
+        "sweep": dict(r.job.sweep),
+        "repeat": r.job.repeat,
+        "source": r.job.source,
+        "payload": dict(r.job.payload),
+    }
+
+
+def _envelope(jf: JobFile, rows: list[PlanRow], extra: Mapping[str, Any] | None) -> dict[str, Any]:
     t = totals(rows)
     return {
         "file": str(jf.path),
@@ -87,23 +131,7 @@ def plan_document(jf: JobFile, rows: list[PlanRow]) -> dict[str, Any]:
             "usd_per_second_with_sound": jf.price.usd_with_sound,
         },
         "options": {k: v for k, v in asdict(jf.options).items() if v is not None},
-        "jobs": [
-            {
-                "key": r.job.key,
-                "name": r.job.name,
-                "output_name": r.job.output_name,
-                "mark": r.mark,
-                "seconds": r.seconds,
-                "sound": r.sound,
-                "cost": r.job.cost,
-                "fingerprint": r.job.fingerprint,
-                "sweep": dict(r.job.sweep),
-                "repeat": r.job.repeat,
-                "source": r.job.source,
-                "payload": dict(r.job.payload),
-            }
-            for r in rows
-        ],
+        "jobs": _JOBS,
         "totals": {
             "jobs": t.jobs,
             "seconds": t.seconds,
@@ -116,6 +144,7 @@ def plan_document(jf: JobFile, rows: list[PlanRow]) -> dict[str, Any]:
             },
         },
         "warnings": [str(w) for w in jf.warnings],
+        **(extra or {}),
     }
 
 

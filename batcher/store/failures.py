@@ -30,6 +30,7 @@ BUSY_TIMEOUT = 30.0  # seconds to wait for another connection's write lock
 BUSY_TIMEOUT_ENV = "BATCHER_BUSY_TIMEOUT"
 
 F = TypeVar("F", bound=Callable[..., Any])
+G = TypeVar("G", bound=Callable[..., Iterator[Any]])
 
 
 class Located(Protocol):
@@ -106,3 +107,15 @@ def state_errors(method: F) -> F:
 
     wrapper.maps_sqlite = True  # type: ignore[attr-defined]  # checked by the tests
     return cast(F, wrapper)
+
+
+def state_errors_streamed(method: G) -> G:
+    """`state_errors` for a method that yields: the errors met while it is iterated too."""
+
+    @functools.wraps(method)
+    def wrapper(self: Located, /, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        with translated(self.path, writing=False, busy_timeout=self.busy_timeout):
+            yield from method(self, *args, **kwargs)
+
+    wrapper.maps_sqlite = True  # type: ignore[attr-defined]  # checked by the tests
+    return cast(G, wrapper)

@@ -22,7 +22,7 @@ from batcher.models import (
     Money,
     OutputFile,
 )
-from batcher.store.failures import state_errors
+from batcher.store.failures import state_errors, state_errors_streamed
 from batcher.store.rows import FileMove, Job, RunInfo
 
 
@@ -286,29 +286,27 @@ class Reader:
         rows = self._tuples(f"SELECT {_RECORD_COLUMNS} FROM jobs{sql} ORDER BY id", args)
         return [_record(r, out_dirs.get(r[1], ""), attempts.get(r[0], ())) for r in rows]
 
+    @state_errors_streamed
     def iter_records(self, run: str) -> Iterator[JobRecord]:
         """`records(run)`, one at a time, in bounded memory: the jobs and their attempts
         read by two cursors in job-id order, merged as they go (reports stream this)."""
         row = self._conn.execute("SELECT out_dir FROM runs WHERE name=?", (run,)).fetchone()
         out_dir = row["out_dir"] if row else ""
-        try:
-            attempts = self._tuples(
-                f"SELECT job_id, {_ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN"
-                " (SELECT id FROM jobs WHERE run = ?) ORDER BY job_id, number",
-                (run,),
-            )
-            pending = next(attempts, None)
-            for r in self._tuples(
-                f"SELECT {_RECORD_COLUMNS} FROM jobs WHERE run=? ORDER BY id", (run,)
-            ):
-                job_id, mine = r[0], []
-                while pending is not None and pending[0] <= job_id:
-                    if pending[0] == job_id:
-                        mine.append(_attempt(pending))
-                    pending = next(attempts, None)
-                yield _record(r, out_dir, mine)
-        except sqlite3.Error as exc:
-            raise StateError(f"cannot read the state database {self.path}: {exc}") from exc
+        attempts = self._tuples(
+            f"SELECT job_id, {_ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN"
+            " (SELECT id FROM jobs WHERE run = ?) ORDER BY job_id, number",
+            (run,),
+        )
+        pending = next(attempts, None)
+        for r in self._tuples(
+            f"SELECT {_RECORD_COLUMNS} FROM jobs WHERE run=? ORDER BY id", (run,)
+        ):
+            job_id, mine = r[0], []
+            while pending is not None and pending[0] <= job_id:
+                if pending[0] == job_id:
+                    mine.append(_attempt(pending))
+                pending = next(attempts, None)
+            yield _record(r, out_dir, mine)
 
     def _tuples(self, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """Rows as plain tuples (no sqlite3.Row: a name lookup per field costs, at scale)."""
