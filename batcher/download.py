@@ -23,7 +23,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 import anyio
@@ -31,7 +31,8 @@ import httpx
 from httpx._client import UseClientDefault
 
 from batcher.crashpoints import crash_point
-from batcher.errors import DiskFull, DownloadError, UrlExpired
+from batcher.errors import DiskFull, DownloadError, HostRefused, UrlExpired
+from batcher.hosts import HostPolicy
 
 SPILL = 8 << 20  # bytes held in memory before a download goes to its .part file
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -46,6 +47,18 @@ class Downloaded:
     path: Path
     size: int
     sha256: str
+
+
+def host_guard(policy: HostPolicy) -> dict[str, list[Callable[[httpx.Request], Any]]]:
+    """httpx event hooks that refuse (HostRefused) any request, a redirect included, to a
+    host `policy` does not allow, before it is sent."""
+
+    async def check(request: httpx.Request) -> None:
+        why = policy.refusal(str(request.url))
+        if why is not None:
+            raise HostRefused(why)
+
+    return {"request": [check]}
 
 
 def suffix_for(url: str) -> str:

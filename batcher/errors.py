@@ -24,7 +24,8 @@ BatcherError
 │                              URL, header or body): nothing sent, resending cannot help
 └── DownloadError              an output file could not be fetched or verified
     ├── UrlExpired             the output URL answered 403/404: refresh from /result
-    └── DiskFull               the output folder cannot take files (no space, read-only)
+    ├── DiskFull               the output folder cannot take files (no space, read-only)
+    └── HostRefused            an output URL names a host files may not come from
 
 Failed jobs are data in the store, not exceptions that stop the batch: these are raised
 by the layer that meets the condition and caught by the layer that decides what to do.
@@ -177,6 +178,11 @@ class DownloadError(BatcherError):
 
 class UrlExpired(DownloadError):
     """The output URL answered 403/404: fetch /result again for a fresh one."""
+
+
+class HostRefused(DownloadError):
+    """An output URL (or a redirect) names a host files may not come from (`hosts.py`):
+    every further render would be paid for and not fetched, so new submissions stop."""
 
 
 class DiskFull(DownloadError):

@@ -530,6 +530,15 @@ class Lifecycle:
                 files = await self.sink.land(job, res.outputs)
                 await self._done(job, files, res.cost)
                 return
+            except errors.HostRefused as exc:
+                self.control.stop_submitting(
+                    "refused",
+                    f"{exc}: no new submissions (their files could not be fetched either); "
+                    "renders in flight are followed; `batcher retry`, then `batcher resume "
+                    "--allow-host HOST` fetches them if you trust the host",
+                )
+                self._fail(job, S.DOWNLOADING, f"files refused: {exc}", O.DOWNLOAD_FAILED)
+                return
             except errors.DiskFull as exc:
                 self.control.stop_submitting(  # first: the state may be on the same disk
                     "disk",

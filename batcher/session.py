@@ -23,6 +23,7 @@ import anyio
 import httpx
 
 from batcher.client import RunComfyClient
+from batcher.download import host_guard
 from batcher.errors import (
     AuthError,
     BatcherError,
@@ -31,6 +32,7 @@ from batcher.errors import (
     UnsendableRequest,
     UsageError,
 )
+from batcher.hosts import HostPolicy
 from batcher.jobfile import JobFile
 from batcher.locks import hold_runs
 from batcher.models import UNFINISHED, Event
@@ -49,9 +51,15 @@ def emulator_journal(state_path: Path) -> Path:
 
 @asynccontextmanager
 async def open_api(
-    api: ApiSettings, *, state_path: Path, emulator_speed: float | None = None
+    api: ApiSettings,
+    *,
+    state_path: Path,
+    emulator_speed: float | None = None,
+    allow_hosts: tuple[str, ...] = (),
 ) -> AsyncIterator[tuple[RunComfyClient, httpx.AsyncClient]]:
-    """An API client and a token-free client for output files."""
+    """An API client and a token-free client for output files, which fetches only from
+    the hosts `hosts.HostPolicy` allows (every redirect checked too)."""
+    hooks = host_guard(HostPolicy.for_api(api.base_url, allow_hosts))
     async with AsyncExitStack() as stack:
         if api.emulator:
             from batcher.emulator import EmulatorConfig, create_app
@@ -61,11 +69,13 @@ async def open_api(
                 cfg = EmulatorConfig(persist_path=cfg.persist_path, speed=emulator_speed)
             transport = httpx.ASGITransport(app=create_app(cfg))
             http = httpx.AsyncClient(transport=transport)
-            files = httpx.AsyncClient(transport=transport)
+            files = httpx.AsyncClient(transport=transport, event_hooks=hooks)
         else:
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
             http = httpx.AsyncClient(limits=limits, follow_redirects=False)
-            files = httpx.AsyncClient(follow_redirects=True, timeout=api.timeouts.httpx())
+            files = httpx.AsyncClient(
+                follow_redirects=True, timeout=api.timeouts.httpx(), event_hooks=hooks
+            )
         await stack.enter_async_context(http)
         await stack.enter_async_context(files)
         yield (
@@ -166,10 +176,12 @@ async def drive(
     with hold_runs(store.path, runs):
         for run_name in runs:  # a swap of versions cut short by a crash is finished first
             finish_moves(store, run_name, Path(out_dirs[run_name]))
-        async with open_api(api, state_path=store.path, emulator_speed=emulator_speed) as (
-            client,
-            files,
-        ):
+        async with open_api(
+            api,
+            state_path=store.path,
+            emulator_speed=emulator_speed,
+            allow_hosts=settings.allow_hosts,
+        ) as (client, files):
             await preflight(store, client, runs)
             sink = LocalFolder(
                 store,

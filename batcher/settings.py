@@ -154,6 +154,7 @@ class RunSettings:
     # allowance: httpx's read timeout restarts on every chunk, this bounds the whole file.
     download_min_rate: float = 64 * 1024
     download_grace: float = 120.0
+    allow_hosts: tuple[str, ...] = ()  # more hosts output files may come from (hosts.py)
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -184,7 +185,7 @@ class RunSettings:
             for name, value in source.items():
                 name = ALIASES.get(name, name)
                 if name in names and value is not None:
-                    values[name] = value
+                    values[name] = tuple(value) if isinstance(value, list | tuple) else value
         return cls(**values)  # type: ignore[arg-type]
 
     @property

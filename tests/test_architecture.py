@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent / "batcher"
 # Lower layers never import higher ones (cli > app flow > engines > services > base).
 LAYERS = [
     {"errors", "models", "crashpoints", "ports"},
-    {"retry", "schema", "polling"},
+    {"retry", "schema", "polling", "hosts"},
     {"client", "store", "download", "locks", "settings", "pacing", "outputs", "posters"},
     {"scheduler", "lifecycle", "jobfile", "report", "emulator"},
     {"session", "operations"},

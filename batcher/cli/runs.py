@@ -140,6 +140,14 @@ def _run_options(fn: Any) -> Any:
             help="Largest output file to accept, in MB (default 2048).",
         ),
         click.option(
+            "--allow-host",
+            "allow_host",
+            multiple=True,
+            metavar="HOST",
+            help="Also fetch output files from HOST (`*.example.com`: a domain); by default "
+            "only the API's host and RunComfy's storage (*.runcomfy.net). Kept for `resume`.",
+        ),
+        click.option(
             "--notify",
             metavar="CMD",
             default=None,
@@ -193,6 +201,8 @@ def _flags(kw: dict[str, Any]) -> dict[str, Any]:
         "notify",
     )
     flags = {n: kw[n] for n in names if kw.get(n) is not None}
+    if kw.get("allow_host"):
+        flags["allow_hosts"] = list(kw["allow_host"])
     if kw.get("make_report"):
         flags["report"] = True
     return flags
@@ -353,6 +363,12 @@ def _finish(
         click.echo(
             "stopped submitting: the output folder cannot take more files; free space, then "
             "`batcher retry` (downloads what was rendered) and `batcher resume`"
+        )
+    if s.stop_reason == "refused":
+        click.echo(
+            "stopped submitting: a result named an output file on a host files may not come "
+            "from; if you trust it, `batcher retry` then `batcher resume --allow-host HOST` "
+            "fetches what was rendered"
         )
     if s.stop_reason == "state":
         click.echo(
