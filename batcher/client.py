@@ -120,8 +120,8 @@ def error_from(
     raw_code = body.get("error_code")
     code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
     kw_code = code
-    # A code we do not know says nothing we can act on: the HTTP status decides, and a
-    # 2xx answer carrying one counts as a server fault.
+    # A code we do not know says nothing we can act on: the HTTP status decides. A 2xx
+    # answer carrying one was not carried out (RunComfy's clients read it as an error).
     if code not in KNOWN_CODES:
         code = None
     st = 500 if status < 400 and code is None else status
@@ -131,6 +131,8 @@ def error_from(
         "error_code": kw_code,
         "detail": body.get("detail"),
     }
+    if code is None and status < 400:
+        return errors.NotCarriedOut(f"error_code {raw_code!r}: {msg}", **kw)
     if code == 403001:
         return errors.RequestNotFound(msg, **kw)  # not this account's request: gone for us
     if code in (400004, 401001) or (code is None and st in (401, 403)):

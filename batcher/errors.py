@@ -17,7 +17,8 @@ BatcherError
 │   ├── RequestNotFound        404/404001: request expired or deleted
 │   ├── RateLimited            429 (retry_after seconds when given)
 │   ├── ServerError            5xx / 408 / 500001
-│   └── MalformedAnswer        not JSON, unreadable body, bad request_id, bad shape
+│   ├── MalformedAnswer        not JSON, unreadable body, bad request_id, bad shape
+│   └── NotCarriedOut          a 2xx answer with an error_code we do not know: nothing made
 ├── TransportError             no answer at all (connect error, timeout, dropped)
 │   ├── UnknownOutcome         a POST may or may not have been accepted
 │   └── UnsendableRequest      the request cannot be built or sent on our side (invalid
@@ -147,6 +148,12 @@ class ServerError(ApiError):
 
 class MalformedAnswer(ApiError):
     """The answer could not be understood (not JSON, bad request id, bad shape)."""
+
+
+class NotCarriedOut(ApiError):
+    """A 2xx answer carrying an `error_code` batcher does not know. RunComfy's own clients
+    read any such answer as an error: the request was not carried out, nothing was
+    created or billed (a submit so answered fails its job; a poll is asked again)."""
 
 
 class TransportError(BatcherError):

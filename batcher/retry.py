@@ -68,6 +68,8 @@ def classify(exc: errors.BatcherError, *, is_submit: bool) -> Action:
         if is_submit and exc.sent:
             return Action.UNKNOWN
         return Action.RETRY
+    if isinstance(exc, errors.NotCarriedOut):  # nothing was created: nothing to hold
+        return Action.FAIL_JOB if is_submit else Action.RETRY
     if isinstance(exc, errors.ServerError | errors.MalformedAnswer):
         return Action.UNKNOWN if is_submit else Action.RETRY
     if isinstance(exc, errors.ApiError):

@@ -272,7 +272,7 @@ async def test_result_asks_for_cost_and_model_info_is_read() -> None:
     [
         (503, {"error_code": 503001, "error_message": "new code"}, errors.ServerError),
         (401, {"error_code": 401002, "error_message": "expired"}, errors.AuthError),
-        (200, {"error_code": 999999, "error_message": "odd"}, errors.ServerError),
+        (200, {"error_code": 999999, "error_message": "odd"}, errors.NotCarriedOut),
         (422, {"error_code": 12345}, errors.InvalidInput),
         (403, {"error_code": 403001, "error_message": "not yours"}, errors.RequestNotFound),
     ],
@@ -523,3 +523,15 @@ async def test_an_answer_too_deeply_nested_for_json_is_malformed() -> None:
     client, _ = make(answer(b"[" * 5000 + b"]" * 5000))
     with pytest.raises(errors.MalformedAnswer):
         await client.status(client.handle("r1"))
+
+
+def test_an_unknown_error_code_on_200_created_nothing() -> None:
+    """Issue 11: RunComfy's MCP client treats any 200 with an `error_code` as an error that
+    created nothing. A submit answered so is not an unknown outcome (never held, never
+    paid twice): the job fails with the server's words; a poll answered so is retried."""
+    from batcher.retry import Action, classify
+
+    exc = error_from(200, {"error_code": 10002, "error_message": "model gated"}, None)
+    assert isinstance(exc, errors.NotCarriedOut) and "model gated" in str(exc)
+    assert classify(exc, is_submit=True) is Action.FAIL_JOB
+    assert classify(exc, is_submit=False) is Action.RETRY

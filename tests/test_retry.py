@@ -205,8 +205,10 @@ def test_without_a_known_code_the_http_status_decides(
         assert action is Action.FATAL
     elif status == 429:
         assert action is Action.RETRY
-    elif status >= 500 or status == 408 or status < 400:
-        # A server fault, or an error_code nobody knows on a 2xx: a POST may have landed.
+    elif status < 400:
+        # An error_code nobody knows on a 2xx: not carried out (runcomfy-api.md, "Errors").
+        assert action is (Action.FAIL_JOB if sub else Action.RETRY)
+    elif status >= 500 or status == 408:  # a server fault: a POST may have landed
         assert action is (Action.UNKNOWN if sub else Action.RETRY)
     else:  # any other 4xx: the server refused this request; sending it again cannot help
         assert action not in (Action.RETRY, Action.UNKNOWN)
