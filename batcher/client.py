@@ -57,6 +57,8 @@ SUCCESS = frozenset({"completed", "succeeded", "success"})
 FAILURE = frozenset({"failed", "error"})
 CANCELLED = frozenset({"cancelled", "canceled"})
 QUEUED = frozenset({"in_queue", "queued", "pending"})
+# cancellation_requested: asked to stop, may still run (runcomfy-cli): followed as running
+RUNNING = frozenset({"in_progress", "running", "processing", "started", "cancellation_requested"})
 OUTPUT_KEYS = ("video", "videos", "image", "images")
 # Error codes of runcomfy-api.md; any other code is judged by its HTTP status alone.
 KNOWN_CODES = frozenset({400001, 400002, 400004, 401001, 403001, 404001, 422001, 500001})
@@ -230,7 +232,7 @@ def parse_status(body: Mapping[str, Any]) -> RemoteStatus:
         pos = body.get("queue_position")
         ok = isinstance(pos, int) and not isinstance(pos, bool)
         return Queued(position=pos if ok else None)
-    return InProgress()
+    return InProgress(said=None if status in RUNNING else status[:80])
 
 
 class RunComfyClient:

@@ -298,6 +298,7 @@ class Lifecycle:
         last_at = submitted  # when that poll was
         seen_queued, polled = False, False
         hold_until: float | None = None  # a queued job's wait for the queue ahead
+        said: set[str] = set()  # statuses the API gave that batcher does not know, told
         try:
             while True:
                 now = self.clock()
@@ -335,6 +336,9 @@ class Lifecycle:
                     )
                 elif isinstance(st, InProgress):
                     last, last_at = now - render_from, now
+                    if st.said is not None and st.said not in said:
+                        said.add(st.said)
+                        self._odd_status(job, st.said)
                     if state is S.QUEUED:
                         if not self.ledger.started(job):  # moved meanwhile (a cancel): let go
                             slot.release()
@@ -362,6 +366,19 @@ class Lifecycle:
                     return
         finally:
             group.end(job.id)
+
+    def _odd_status(self, job: Job, said: str) -> None:
+        """Tell of a status batcher does not know (once per job and status): it is followed
+        as still running until it ends or its deadline passes, not waited on in silence."""
+        text = (
+            f"the API says status {said!r}, which batcher does not know; following it as "
+            f"still running (deadline {self.cfg.deadline / 3600:g} h after its submit)"
+        )
+        self.emit(Event("warn", job.key, text))
+        try:
+            self.ledger.note([job.run], "warn", f"{job.key}: {text}")  # for `batcher log`
+        except errors.StateError:
+            pass  # the screen has it; the state has enough to do
 
     def _group(self, key: str) -> RenderTimes:
         """The render times of `key`, with what earlier runs saw (read once per run)."""

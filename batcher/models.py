@@ -241,7 +241,10 @@ class Queued:
 
 @dataclass(frozen=True)
 class InProgress:
-    """Being generated."""
+    """Being generated; `said` is the status the API gave when it is not one batcher
+    knows (followed as still running, and told: see `Lifecycle.follow`)."""
+
+    said: str | None = None
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,7 @@ def status_data(
                 "missing_files": [j.key for j in missing_files(store, name)],
                 "driven_by": (driver := holder(Path(store.path), name)),
                 "api_trouble": store.api_trouble(name) if driver is not None else None,
+                "warnings": store.warnings_since_start(name),
                 # Answers the database could not take: followed (or re-sent) by `resume`.
                 "rescued": [
                     {"key": e.get("key"), "request_id": e.get("request_id"), "why": e.get("why")}

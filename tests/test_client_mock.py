@@ -156,7 +156,9 @@ async def test_validation_detail_is_kept() -> None:
         ({"status": "in_queue"}, Queued(None)),
         ({"status": "in_queue", "queue_position": True}, Queued(None)),
         ({"status": "in_progress"}, InProgress()),
-        ({"status": "something_new"}, InProgress()),
+        ({"status": "something_new"}, InProgress(said="something_new")),  # said, followed
+        ({"status": "cancellation_requested"}, InProgress()),  # may still run: followed
+        ({"status": "running"}, InProgress()),
         ({"status": "cancelled"}, Cancelled()),
         ({"status": "canceled"}, Cancelled()),
         ({"status": "failed", "error": "nsfw"}, Failed("nsfw")),

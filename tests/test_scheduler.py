@@ -567,3 +567,35 @@ async def test_a_deleted_file_is_noticed_and_downloaded_again(tmp_path: Path) ->
     assert (tmp_path / "out" / "job-1.mp4").exists() and len(h.emulator.submissions) == 2
     assert missing_files(h.store, "r") == []
     assert_files_intact(h)
+
+
+class SaysSomethingNew:
+    """The emulator, but a running render's status is one batcher has never seen."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    async def result(self, req: Any, **kw: Any) -> Any:
+        from batcher.models import InProgress
+
+        answer = await self.inner.result(req, **kw)
+        return InProgress(said="warming_up") if isinstance(answer, InProgress) else answer
+
+
+async def test_a_status_never_seen_before_is_told_not_silently_waited_on(tmp_path: Path) -> None:
+    """Issue 11: a new status was read as `running` without a word, for up to six hours."""
+    h = Harness(tmp_path, EmulatorConfig(speed=0.2))
+    h.store.sync_jobs("r", specs(2))
+    await h.run(wrap_api=SaysSomethingNew)
+    assert set(h.states().values()) == {"done"}  # still followed to the end
+    told = [e for e in h.events if e.kind == "warn" and "warming_up" in e.message]
+    assert len(told) == 2, h.events  # once per job, however many polls said it
+    notes = [e for e in h.store.run_events("r") if e["key"] is None and e["to_state"] == "warn"]
+    assert len(notes) == 2 and "warming_up" in notes[0]["detail"]  # for `batcher log`
+    from batcher.operations import status_data
+
+    [run] = status_data(h.store, "r")["runs"]  # ... and `batcher status`
+    assert len(run["warnings"]) == 2 and all("warming_up" in w for w in run["warnings"])

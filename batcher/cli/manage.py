@@ -57,6 +57,8 @@ def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -
         click.echo(f"  money: {Money.of_json(run_data['money']).text()}")
         if run_data["api_trouble"]:
             click.echo(f"  api: {run_data['api_trouble']}")
+        for warning in run_data["warnings"]:
+            click.echo(f"  warning: {warning}")
         if run_data["missing_files"]:
             click.echo(
                 f"  {len(run_data['missing_files'])} done job(s) have missing files: "

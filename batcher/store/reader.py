@@ -250,6 +250,18 @@ class Reader:
         return row["detail"] if row is not None and row["to_state"] == "outage" else None
 
     @state_errors
+    def warnings_since_start(self, run: str, *, most: int = 20) -> list[str]:
+        """The run's warning notes (statuses the API gave that batcher does not know...)
+        since its latest start, oldest first, at most `most`."""
+        rows = self._conn.execute(
+            "SELECT detail FROM events WHERE job_id IS NULL AND run = ? AND to_state = 'warn'"
+            " AND id > COALESCE((SELECT MAX(id) FROM events WHERE job_id IS NULL AND run = ?"
+            " AND to_state = 'start'), 0) ORDER BY id LIMIT ?",
+            (run, run, most),
+        )
+        return [r["detail"] for r in rows]
+
+    @state_errors
     def run_events(self, run: str, *, after: int = 0) -> list[dict[str, Any]]:
         """A run's events after event id `after`, oldest first: its jobs' moves (with each
         job's key and version) and notes about the whole run (job_id, key and version None):
