@@ -220,7 +220,8 @@ def test_result_shapes_through_the_life_cycle(
     clock.advance(10)
     done = _result(http, srv, rid)
     assert done["status"] == "succeeded"
-    assert set(done) == {"request_id", "status", "output", "created_at", "finished_at"}
+    assert set(done) == {"request_id", "model_id", "status", "output", "created_at", "finished_at"}
+    assert done["model_id"] == "kling/kling-3.0/pro/text-to-video"  # as RunComfy's results say
     assert done["output"]["video"].startswith(f"{srv.base_url}/files/{rid}/")
     created = datetime.fromisoformat(done["created_at"])
     finished = datetime.fromisoformat(done["finished_at"])

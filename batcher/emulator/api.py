@@ -219,6 +219,7 @@ def result(emu: Emulator, req: HttpRequest, rid: str) -> Reply:
     snap = emu.snapshot(request, lag=emu.config.result_lag)
     body: dict[str, Any] = {
         "request_id": rid,
+        "model_id": request.model,
         "status": _status_word(emu, request, snap, result=True),
         "created_at": iso(request.created_at),
     }
