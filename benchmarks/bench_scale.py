@@ -35,24 +35,39 @@ SECTIONS = ("startup", "load", "state", "edit", "resume")
 HEAD = "| command | wall | peak RSS |\n|---|---|---|"
 
 
+# Runs the CLI and, as it exits, writes its own peak RSS (KiB) where RSS_FILE says: a
+# child's ru_maxrss seen from the parent can carry the parent's size from before exec.
+_RSS_WRAPPER = (
+    "import atexit, os, resource, sys\n"
+    "atexit.register(lambda: open(os.environ['RSS_FILE'], 'w').write(\n"
+    "    str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+    "sys.argv = ['batcher', *sys.argv[1:]]\n"
+    "from batcher.cli import main\n"
+    "main()\n"
+)
+
+
 def measure(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, int]:
     """Wall seconds and peak RSS (MB) of `batcher ARGS`; fails loudly on a non-zero exit."""
+    rss = Path(tempfile.mkstemp(prefix="rss-")[1])
+    env = dict(env or os.environ) | {"RSS_FILE": str(rss)}
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batcher", *args],
+    done = subprocess.run(
+        [sys.executable, "-c", _RSS_WRAPPER, *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        check=False,
     )
-    assert proc.stderr is not None
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
     took = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise SystemExit(f"batcher {' '.join(args)} exited {proc.returncode}: {err[-2000:]!r}")
-    return took, usage.ru_maxrss // 1024
+    if done.returncode != 0:
+        raise SystemExit(
+            f"batcher {' '.join(args)} exited {done.returncode}: {done.stderr[-2000:]!r}"
+        )
+    kib = int(rss.read_text() or 0)
+    rss.unlink()
+    return took, kib // 1024
 
 
 def row(what: str, took: float, mb: int) -> None:
@@ -172,7 +187,11 @@ def big_state(work: Path, n: int) -> Path:
 
 
 def state(work: Path, n: int) -> None:
-    path = big_state(work, n)
+    # Made in another process: Linux keeps a process's peak RSS across fork and exec, so a
+    # big parent would inflate every child's figure.
+    made = [sys.executable, __file__, "--make-state", str(work), "--jobs", str(n)]
+    subprocess.run(made, check=True)
+    path = work / "big.db"
     print(f"\n### commands on a state of {n:,} done jobs\n\n{HEAD}")
     s = ["--state", str(path)]
     row("status", *measure(["status", *s], work))
@@ -248,7 +267,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=100_000)
     ap.add_argument("--only", action="append", choices=SECTIONS)
+    ap.add_argument("--make-state", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.make_state is not None:
+        big_state(args.make_state, args.jobs)
+        return
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         for name in args.only or SECTIONS:
