@@ -58,7 +58,10 @@ FAILURE = frozenset({"failed", "error"})
 CANCELLED = frozenset({"cancelled", "canceled"})
 QUEUED = frozenset({"in_queue", "queued", "pending"})
 # cancellation_requested: asked to stop, may still run (runcomfy-cli): followed as running
-RUNNING = frozenset({"in_progress", "running", "processing", "started", "cancellation_requested"})
+RUNNING = frozenset(
+    {"in_progress", "running", "processing", "started", "starting", "waiting"}
+    | {"cancellation_requested"}
+)
 OUTPUT_KEYS = ("video", "videos", "image", "images")
 # Error codes of runcomfy-api.md; any other code is judged by its HTTP status alone.
 KNOWN_CODES = frozenset({400001, 400002, 400004, 401001, 403001, 404001, 422001, 500001})
@@ -114,13 +117,26 @@ def _message(body: Mapping[str, Any]) -> str:
     return "no message"
 
 
+def _code(raw: object) -> int | None:
+    """An error code as a number, however written (500001, "500001", 500001.0)."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    if isinstance(raw, str) and raw.strip().isdigit():
+        return int(raw.strip())
+    return None
+
+
 def error_from(
     status: int, body: Mapping[str, Any] | None, retry_after: float | None
 ) -> errors.ApiError:
     """The ApiError subclass for an error answer (error_code decides before the HTTP status)."""
     body = body or {}
     raw_code = body.get("error_code")
-    code = raw_code if isinstance(raw_code, int) and not isinstance(raw_code, bool) else None
+    code = _code(raw_code)
     kw_code = code
     # A code we do not know says nothing we can act on: the HTTP status decides. A 2xx
     # answer carrying one was not carried out (RunComfy's clients read it as an error).
@@ -134,6 +150,9 @@ def error_from(
         "detail": body.get("detail"),
     }
     if code is None and status < 400:
+        if isinstance(body.get("request_id"), str) and body["request_id"].strip():
+            # It names a request: one may have been made. Never read as "nothing made".
+            return errors.MalformedAnswer(f"error_code {raw_code!r} with a request id: {msg}", **kw)
         return errors.NotCarriedOut(f"error_code {raw_code!r}: {msg}", **kw)
     if code == 403001:
         return errors.RequestNotFound(msg, **kw)  # not this account's request: gone for us
@@ -434,9 +453,9 @@ class RunComfyClient:
 def _cancelled(body: Mapping[str, Any]) -> CancelOutcome:
     outcome = str(body.get("outcome") or "")
     status = str(body.get("status") or "").lower()
-    done = outcome in ("cancelled", "canceled", "cancellation_requested") or (
-        not outcome and status in CANCELLED
-    )
+    # `cancellation_requested` is a request to stop, not a stop: it may still run (and be
+    # billed), so it is followed until it says how it ended (runcomfy-api.md, "Cancel").
+    done = outcome in ("cancelled", "canceled") or (not outcome and status in CANCELLED)
     return CancelOutcome(cancelled=done, outcome=outcome or status or "unknown")
 
 

@@ -472,7 +472,8 @@ class Lifecycle:
 
     def _remote_failed(self, job: Job, state: JobState, error: str, res: Failed) -> None:
         """A failed generation: back to pending while attempts remain, else failed for good.
-        Not billed, so the budget gets its charge back, unless the API reported a cost.
+        The budget gets its charge back only when the API said it cost nothing (`cost:
+        0`); a reported cost is what it counts; no word keeps the charge (may be billed).
 
         A superseded version is never claimed again, so it fails for good at once.
         """
@@ -487,8 +488,8 @@ class Lifecycle:
                 self.emit(Event("failed", job.key, error))
         if written and res.cost is not None and res.cost > 0:
             self.control.billed(job, res.cost)
-        elif written:
-            self.control.returned(job)
+        elif written and res.cost is not None:
+            self.control.returned(job)  # the API says: not billed
 
     def _fail(self, job: Job, state: JobState, why: str, outcome: AttemptOutcome) -> None:
         if self.ledger.failed(job, state, why, outcome=outcome):

@@ -290,9 +290,12 @@ class Money:
     - spent: rendered attempts, at the API's reported cost where it said one (`reported`
       is that part), else at the estimate.
     - sent: attempts sent whose outcome is not known (queued, running, outcome unknown,
-      or no longer followed): they may be billed, counted at their estimates.
-    - failed: generations the server said failed, at their estimates: apart, not billed
-      (unless the API reported a cost for one, which then counts as spent).
+      or no longer followed), and failed generations whose cost the API did not say:
+      they may be billed, counted at their estimates.
+    - failed: generations that failed and that the API said cost nothing (`cost: 0`), at
+      their estimates: apart, not billed. (One it said cost more counts as spent. The
+      contract does not promise failures are free: without the API's word, a failure
+      stays in `sent`.)
 
     `--max-cost` holds `spent + sent` (what is or may be billed) under the budget."""
 

@@ -256,10 +256,16 @@ async def _cancel_remote(
                     text = f"cancelled  {job.key} [{job.request_id}]"
                     done.append(_cancelled(job, S.CANCELLED, text))
             else:
-                text = (
-                    f"running    {job.key} [{job.request_id}]: {outcome.outcome}; "
-                    "it will finish and be billed; `batcher resume` downloads it"
-                )
+                if outcome.outcome == "cancellation_requested":
+                    text = (
+                        f"asked      {job.key} [{job.request_id}]: cancellation requested; it "
+                        "may still run and be billed; `batcher resume` follows it to its end"
+                    )
+                else:
+                    text = (
+                        f"running    {job.key} [{job.request_id}]: {outcome.outcome}; "
+                        "it will finish and be billed; `batcher resume` downloads it"
+                    )
                 done.append(_cancelled(job, job.state, text))
     return done
 
@@ -275,7 +281,7 @@ def missing_files(store: Store, run: str) -> list[Job]:
     for job_id, rel in store.done_files(run):
         if job_id in gone or rel in here:
             continue
-        if "/" in rel or not os.path.isfile(os.path.join(folder, rel)):  # not listed: check
+        if not os.path.isfile(os.path.join(folder, rel)):  # not listed (or below): check it
             gone[job_id] = None
     return [store.job(job_id) for job_id in gone]
 

@@ -71,6 +71,10 @@ class Breaker:
         return delay
 
     def success(self) -> None:
+        if self.clock() < self.open_until:
+            # An answer to a call sent before the pause began: the server's word (a
+            # Retry-After) still stands, and so does the outage until a call after it works.
+            return
         self.failures = 0
         since, told = self._since, self._told
         self._since = self._told = None

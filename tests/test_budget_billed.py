@@ -88,12 +88,15 @@ class FailsFirst(Dearer):
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 async def test_failed_generations_do_not_eat_the_budget(tmp_path: Path, concurrency: int) -> None:
-    """Issue 12: failed generations (not billed) were counted as committed spend, so a
-    night with failures stopped at the cap with money left."""
+    """Issue 12: failed generations the API says were not billed (`cost: 0`) were counted
+    as committed spend, so a night with failures stopped at the cap with money left."""
     h = Harness(tmp_path, EmulatorConfig(speed=0.001, slots=8))
     h.store.sync_jobs("r", specs(6))
     summary = await h.run(
-        wrap_api=FailsFirst, max_cost=6 * ESTIMATE + 0.01, max_attempts=2, concurrency=concurrency
+        wrap_api=lambda api: FailsFirst(api, cost=0.0),
+        max_cost=6 * ESTIMATE + 0.01,
+        max_attempts=2,
+        concurrency=concurrency,
     )
     assert summary.stop_reason is None
     assert set(h.states().values()) == {"done"}
@@ -101,6 +104,20 @@ async def test_failed_generations_do_not_eat_the_budget(tmp_path: Path, concurre
     money = h.store.money(["r"])
     assert money.spent == pytest.approx(6 * ESTIMATE) and money.sent == 0
     assert money.failed == pytest.approx(6 * ESTIMATE)
+
+
+async def test_a_failed_generation_of_unsaid_cost_may_be_billed(tmp_path: Path) -> None:
+    """The contract does not say failed generations are free: unless the API says `cost:
+    0`, a failed one stays counted against the cap (review: the cap could be passed)."""
+    h = Harness(tmp_path, EmulatorConfig(speed=0.001, slots=8))
+    h.store.sync_jobs("r", specs(6))
+    summary = await h.run(
+        wrap_api=FailsFirst, max_cost=6 * ESTIMATE + 0.01, max_attempts=2, concurrency=1
+    )
+    assert summary.stop_reason == "budget"
+    money = h.store.money(["r"])
+    assert money.failed == 0 and money.at_most <= 6 * ESTIMATE + 0.01 + 1e-9
+    assert len(h.emulator.submissions) == 6  # 3 jobs x 2 tries: the cap held all six
 
 
 async def test_a_failed_generation_the_api_billed_counts(tmp_path: Path) -> None:

@@ -208,7 +208,7 @@ def test_status_missing_is_malformed() -> None:
 async def test_cancel_outcomes() -> None:
     for body, cancelled in [
         ({"status": "cancelled", "outcome": "cancelled"}, True),
-        ({"outcome": "cancellation_requested"}, True),
+        ({"outcome": "cancellation_requested"}, False),  # asked to stop: may still run
         ({"status": "canceled"}, True),
         ({"status": "in_progress", "outcome": "not_cancellable"}, False),
         ({"status": "completed"}, False),
@@ -537,3 +537,15 @@ def test_an_unknown_error_code_on_200_created_nothing() -> None:
     assert isinstance(exc, errors.NotCarriedOut) and "model gated" in str(exc)
     assert classify(exc, is_submit=True) is Action.FAIL_JOB
     assert classify(exc, is_submit=False) is Action.RETRY
+
+
+def test_a_2xx_error_code_with_a_request_id_may_have_been_accepted() -> None:
+    """Review: an answer naming a request id may have made that request: held (unknown),
+    never failed and re-sent by `retry`. Codes written as text or floats are codes."""
+    from batcher.retry import Action, classify
+
+    exc = error_from(200, {"request_id": "abc", "error_code": 123, "message": "odd"}, None)
+    assert classify(exc, is_submit=True) is Action.UNKNOWN
+    for written in ("500001", 500001.0):
+        same = error_from(200, {"error_code": written, "error_message": "internal"}, None)
+        assert isinstance(same, errors.ServerError) and same.error_code == 500001

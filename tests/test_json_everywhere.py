@@ -87,3 +87,17 @@ def test_run_json_prints_one_summary_on_stdout_and_the_rest_on_stderr(tmp_path: 
     assert refused.returncode == 3
     told = json.loads(refused.stdout)
     assert told["ended"] == "error" and told["exit_code"] == 3 and "token" in told["error"]
+
+
+def test_run_json_says_so_when_it_stops_before_any_run_is_recorded(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("name: n\njobs:\n  - prompt: a fox\n    duraton: 5\n")
+    no_token = plain_batcher("run", "bad.yaml", "--json", "--state", "s.db", cwd=tmp_path)
+    told = json.loads(no_token.stdout)
+    assert no_token.returncode == 2 and told["exit_code"] == 2 and told["ended"] == "error"
+    assert "RUNCOMFY_API_TOKEN" in told["error"] and told["runs"] == []
+    bad = plain_batcher("run", "bad.yaml", "--emulator", "--json", "--state", "s.db", cwd=tmp_path)
+    told = json.loads(bad.stdout)
+    assert bad.returncode == 2 and told["ended"] == "error" and "problem" in told["error"]
+    assert "duraton" in bad.stderr  # the problems, where and what, as without --json
+    [problem] = told["problems"]
+    assert (problem["line"], problem["col"]) == (4, 5) and "duration" in problem["what"]

@@ -63,12 +63,16 @@ def test_a_lone_failure_is_not_an_outage_but_a_second_round_is() -> None:
     now, heard = [0.0], []
     b = _breaker(now, heard)
     b.failure(cause="API failing")
+    now[0] = b.open_until
     b.success()
     assert heard == []  # one 503 then an answer: nothing to tell
     b.failure(cause="API unreachable")
     now[0] = b.open_until
     b.failure(cause="API unreachable")
-    assert [(o.kind, o.since, o.cause) for o in heard] == [("outage", 0.0, "API unreachable")]
+    assert [(o.kind, o.since, o.cause) for o in heard] == [
+        ("outage", 1.0, "API unreachable")
+    ]  # since the first failure of the trouble
+    now[0] = b.open_until  # the pause is over and a call works
     b.success()
     assert [o.kind for o in heard] == ["outage", "recovered"]
 
@@ -83,3 +87,17 @@ def test_a_long_pause_is_told_at_once_and_reminded_while_it_lasts() -> None:
     anyio.run(b.wait)
     assert now[0] == 75.0
     assert [(o.kind, o.since) for o in heard] == [("outage", 0.0), ("still", 0.0), ("still", 0.0)]
+
+
+def test_an_answer_from_before_a_pause_does_not_end_it() -> None:
+    """Review: a call sent before a 429 answering during its Retry-After said "recovered"
+    and reset the rounds while everyone kept waiting in silence."""
+    now, heard = [0.0], []
+    b = _breaker(now, heard)
+    b.failure(retry_after=60.0, cause="rate-limited (429)")
+    now[0] = 10.0
+    b.success()  # sent before the 429: the server's word stands
+    assert b.is_open and [o.kind for o in heard] == ["outage"] and b.failures == 1
+    now[0] = 60.0
+    b.success()  # a call after the pause works: now it is over
+    assert [o.kind for o in heard] == ["outage", "recovered"] and b.failures == 0

@@ -111,6 +111,8 @@ retry_afters = st.none() | st.floats(0, 1e6)
 
 def _known(body: dict[str, object] | None) -> int | None:
     code = (body or {}).get("error_code")
+    if isinstance(code, str) and code.isdigit():  # a code written as text is the code
+        code = int(code)
     return code if isinstance(code, int) and code in CODE_MEANS else None
 
 

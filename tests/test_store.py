@@ -136,28 +136,29 @@ def _attempt(store: Store, outcome: str, cost: float | None = None) -> None:
 def test_money_keeps_spent_sent_and_failed_generations_apart(store: Store) -> None:
     """Issue 12: one account: spent (reported cost where known, else the estimate), sent
     with no outcome yet (may be billed), failed generations apart (not billed)."""
-    store.sync_jobs("r", [spec(str(n), str(n)) for n in range(12)])  # one planned, never sent
+    store.sync_jobs("r", [spec(str(n), str(n)) for n in range(13)])  # one planned, never sent
     _attempt(store, "succeeded", cost=1.26)  # rendered; the API said what it billed
     _attempt(store, "succeeded")  # rendered; no cost said: the estimate
     _attempt(store, "download_failed", cost=0.0)  # rendered; 0 is "not said"
     _attempt(store, "queued")  # in flight
     _attempt(store, "unknown")  # may have been accepted
     _attempt(store, "abandoned")  # no longer followed: may have rendered
-    _attempt(store, "failed")  # the generation failed: not billed
-    _attempt(store, "failed", cost=0.3)  # ... unless the API says it billed it
+    _attempt(store, "failed", cost=0.0)  # the generation failed and the API says: not billed
+    _attempt(store, "failed")  # failed, the API said nothing of its cost: may be billed
+    _attempt(store, "failed", cost=0.3)  # failed, and the API says it billed it
     for outcome in ("not_sent", "rejected", "cancelled"):  # never billed
         _attempt(store, outcome)
     m = store.money(["r"])
     assert m.spent == pytest.approx(1.26 + 0.84 + 0.84 + 0.3)
     assert m.reported == pytest.approx(1.26 + 0.3)
-    assert m.sent == pytest.approx(3 * 0.84)
+    assert m.sent == pytest.approx(4 * 0.84)
     assert m.failed == pytest.approx(0.84)
-    assert m.estimated == pytest.approx(12 * 0.84)
+    assert m.estimated == pytest.approx(13 * 0.84)
     assert m.at_most == pytest.approx(m.spent + m.sent)
     assert store.money(["other"]) == Money()
     text = m.text()
-    assert text.startswith("$3.24 spent ($1.56 of it reported by the API), $2.52 sent")
-    assert "estimated $10.08" in text and "failed generations $0.84 (not billed)" in text
+    assert text.startswith("$3.24 spent ($1.56 of it reported by the API), $3.36 sent")
+    assert "estimated $10.92" in text and "failed generations $0.84 (not billed)" in text
     assert Money.of_json(m.as_json()) == Money(*(round(x, 4) for x in (
         m.estimated, m.spent, m.reported, m.sent, m.failed
     )))
@@ -322,3 +323,21 @@ def test_an_outage_going_on_shows_in_status_while_a_process_drives_the_run(
         assert runs_data(store)[0]["api_trouble"].startswith("API unreachable")
         store.note(["r"], "recovered", "API answering again after 40 s")
         assert status_data(store, "r")["runs"][0]["api_trouble"] is None
+
+
+def test_missing_files_checks_files_below_the_run_folder_too(store: Store, tmp_path: Path) -> None:
+    """Review: a recorded path with a folder in it was reported missing unchecked."""
+    from batcher.operations import missing_files
+
+    store.sync_jobs("r", [spec("a"), spec("b", "b")])
+    folder = tmp_path / "out"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.mp4").write_bytes(b"x")
+    (folder / "b.mp4").write_bytes(b"x")
+    for key, path in (("r/a", "sub/a.mp4"), ("r/b", "b.mp4")):
+        out = json.dumps([{"url": "https://x.test/f", "path": path, "size": 1, "sha256": "0"}])
+        store._conn.execute("UPDATE jobs SET state='done', outputs=? WHERE key=?", (out, key))
+    assert missing_files(store, "r") == []
+    (folder / "sub" / "a.mp4").unlink()
+    (folder / "b.mp4").unlink()
+    assert sorted(j.key for j in missing_files(store, "r")) == ["r/a", "r/b"]

@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from batcher.cli.common import (
     state_option,
 )
 from batcher.cli.progress import Progress
-from batcher.errors import AuthError, BatcherError, StateLocked, UsageError
+from batcher.errors import AuthError, BatcherError, JobFileInvalid, StateLocked, UsageError
 from batcher.jobfile import load_jobfile
 from batcher.locks import hold_runs
 from batcher.models import UNFINISHED, Event, JobState, bill_ratio
@@ -405,11 +406,26 @@ def _json_stdout(fn: Any) -> Any:
     def wrapper(*args: Any, **kw: Any) -> Any:
         if not kw.get("as_json"):
             return fn(*args, **kw)
-        kw["json_to"] = sys.stdout
+        kw["json_to"], kw["json_said"] = sys.stdout, [False]
         with contextlib.redirect_stdout(sys.stderr):
-            return fn(*args, **kw)
+            try:
+                return fn(*args, **kw)
+            except BatcherError as exc:  # stopped before any run was recorded: say so too
+                if not kw["json_said"][0]:
+                    code = exit_code_for(exc)
+                    summary = {"runs": [], "ended": "error", "exit_code": code, "error": str(exc)}
+                    if isinstance(exc, JobFileInvalid):  # as `validate --json` lists them
+                        summary["problems"] = [asdict(p) for p in exc.problems]
+                    _say_json(kw, summary)
+                raise
 
     return wrapper
+
+
+def _say_json(kw: dict[str, Any], summary: dict[str, Any]) -> None:
+    """The --json summary, on the real stdout, once."""
+    print(json.dumps(summary), file=kw["json_to"], flush=True)
+    kw["json_said"][0] = True
 
 
 def summary_of(
@@ -527,7 +543,7 @@ def _wrap_up(
     _tell(store, runs, code, ended, started=started, kw=kw, reports=reports)
     if kw.get("json_to") is not None:
         summary = summary_of(store, runs, code, ended, started=started, reports=reports)
-        print(json.dumps(summary), file=kw["json_to"], flush=True)
+        _say_json(kw, summary)
 
 
 def _tell(
@@ -545,7 +561,7 @@ def _tell(
     for --json, print the summary of every run when an error stopped them)."""
     if why is not None and kw.get("json_to") is not None:
         summary = summary_of(store, runs, code, ended, started=started, why=why)
-        print(json.dumps(summary), file=kw["json_to"], flush=True)
+        _say_json(kw, summary)
     known = set(store.run_names())
     commands: dict[str, list[str]] = {}
     for run_name in runs:
@@ -607,7 +623,7 @@ def resume(run_names: tuple[str, ...], state_path: Path, base_url: str | None, *
             if kw.get("json_to") is not None:
                 ended = "done" if code == EXIT_OK else "failed"
                 summary = summary_of(store, named, code, ended, started=time.time())
-                print(json.dumps(summary), file=kw["json_to"], flush=True)
+                _say_json(kw, summary)
             sys.exit(code)
         with ExitStack() as held:
             mine = []

@@ -148,9 +148,10 @@ class Reader:
             f" COALESCE(SUM(CASE WHEN {rendered} THEN"
             "   CASE WHEN a.cost > 0 THEN a.cost ELSE j.cost_estimate END END), 0) spent,"
             f" COALESCE(SUM(CASE WHEN {rendered} AND a.cost > 0 THEN a.cost END), 0) reported,"
-            " COALESCE(SUM(CASE WHEN a.outcome IN ('submitting', 'queued', 'unknown',"
-            "   'abandoned') AND NOT COALESCE(a.cost > 0, 0) THEN j.cost_estimate END), 0) sent,"
-            " COALESCE(SUM(CASE WHEN a.outcome = 'failed' AND NOT COALESCE(a.cost > 0, 0)"
+            " COALESCE(SUM(CASE WHEN (a.outcome IN ('submitting', 'queued', 'unknown',"
+            "   'abandoned') AND NOT COALESCE(a.cost > 0, 0))"
+            "   OR (a.outcome = 'failed' AND a.cost IS NULL) THEN j.cost_estimate END), 0) sent,"
+            " COALESCE(SUM(CASE WHEN a.outcome = 'failed' AND a.cost <= 0"
             "   THEN j.cost_estimate END), 0) failed"
             f" FROM attempts a JOIN jobs j ON j.id=a.job_id WHERE j.run IN ({marks})",
             names,
@@ -183,7 +184,7 @@ class Reader:
         )
         return [_attempt(r) for r in rows]
 
-    @state_errors
+    @state_errors_streamed
     def done_files(self, run: str) -> Iterator[tuple[int, str]]:
         """(job id, path in the output folder) of every file of the run's done jobs
         (current versions), one row at a time (the first file of each job from SQL: most
