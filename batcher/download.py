@@ -56,7 +56,7 @@ def host_guard(policy: HostPolicy) -> dict[str, list[Callable[[httpx.Request], A
     async def check(request: httpx.Request) -> None:
         why = policy.refusal(str(request.url))
         if why is not None:
-            raise HostRefused(why)
+            raise HostRefused(why, host=request.url.host)
 
     return {"request": [check]}
 

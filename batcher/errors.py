@@ -191,6 +191,10 @@ class HostRefused(DownloadError):
     """An output URL (or a redirect) names a host files may not come from (`hosts.py`):
     every further render would be paid for and not fetched, so new submissions stop."""
 
+    def __init__(self, message: str, *, host: str = "") -> None:
+        super().__init__(message)
+        self.host = host  # the refused host, remembered with the run
+
 
 class DiskFull(DownloadError):
     """Files cannot be stored at all (no space left, quota, read-only filesystem): every

@@ -37,6 +37,10 @@ class HostPolicy:
         host = _norm(parts.hostname or "")
         return cls(host, (RUNCOMFY_STORAGE, *extra), api_http=parts.scheme.lower() == "http")
 
+    def allows_host(self, host: str) -> bool:
+        """Whether files may come from `host` at all (over https)."""
+        return self.refusal(f"https://{host}/") is None
+
     def refusal(self, url: str) -> str | None:
         """Why `url` may not be fetched, or None when it may."""
         try:

@@ -556,6 +556,10 @@ class Lifecycle:
                     "--allow-host HOST` fetches them if you trust the host",
                 )
                 self._fail(job, S.DOWNLOADING, f"files refused: {exc}", O.DOWNLOAD_FAILED)
+                try:  # remembered: a later drive does not pay for renders it cannot fetch
+                    self.ledger.note([job.run], "refused", exc.host)
+                except errors.StateError:
+                    pass
                 return
             except errors.DiskFull as exc:
                 self.control.stop_submitting(  # first: the state may be on the same disk

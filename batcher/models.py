@@ -320,12 +320,12 @@ class Money:
         )
 
     def as_json(self) -> dict[str, float]:
-        return {
-            "estimated_usd": round(self.estimated, 4),
-            "spent_usd": round(self.spent, 4),
-            "reported_usd": round(self.reported, 4),
-            "sent_usd": round(self.sent, 4),
-            "failed_usd": round(self.failed, 4),
+        return {  # always floats: 0.0, not 0, whatever SQL summed them as
+            "estimated_usd": round(float(self.estimated), 4),
+            "spent_usd": round(float(self.spent), 4),
+            "reported_usd": round(float(self.reported), 4),
+            "sent_usd": round(float(self.sent), 4),
+            "failed_usd": round(float(self.failed), 4),
         }
 
     @classmethod
@@ -338,7 +338,7 @@ class Money:
             data["failed_usd"],
         )
 
-    def text(self) -> str:
+    def text(self, *, emulated: bool = False) -> str:
         """`$4.20 spent ($3.36 of it reported by the API), $0.84 sent, may be billed;
         estimated $8.40; failed generations $0.84 (not billed)`: zero parts are left out."""
         spent = f"${self.spent:.2f} spent"
@@ -352,7 +352,7 @@ class Money:
         out = ", ".join(parts) + f"; estimated ${self.estimated:.2f}"
         if self.failed > 0.005:
             out += f"; failed generations ${self.failed:.2f} (not billed)"
-        return out
+        return out + (" (emulated: nothing billed)" if emulated else "")
 
 
 def bill_ratio(billed: float, estimated: float) -> float:

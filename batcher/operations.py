@@ -123,6 +123,7 @@ def status_data(
                 "total": sum(counts.values()),
                 "counts": dict(sorted(counts.items())),
                 "money": store.money([name]).as_json(),
+                "emulated": store.run_info(name).options.get("api") == "emulator",
                 "attention": attention,
                 "missing_files": [j.key for j in missing_files(store, name)],
                 "driven_by": (driver := holder(Path(store.path), name)),
@@ -146,8 +147,11 @@ def status_data(
     return {
         "state": str(store.path),
         "runs": out,
-        # The runs shown, together (summed: the money of runs never overlaps).
-        "money": sum((Money.of_json(r["money"]) for r in out), Money()).as_json(),
+        # The runs shown that ran against a real API, together (their money never
+        # overlaps; emulated runs billed nothing).
+        "money": sum(
+            (Money.of_json(r["money"]) for r in out if not r["emulated"]), Money()
+        ).as_json(),
         "render_times": render_times(store, models, now=time.time()),
     }
 

@@ -119,6 +119,10 @@ def test_files_on_a_host_not_allowed_stop_submissions_until_it_is(tmp_path: Path
         assert len(emu.emulator.submissions) <= 2  # the one refused and one in flight: no more
         assert emu.emulator.file_hits == []  # not a byte asked of the refused host
         assert batcher(["retry", *state], cwd=tmp_path, base_url=emu.base_url).returncode == 0
+        sent = len(emu.emulator.submissions)
+        again = batcher(["resume", *state, *FAST], cwd=tmp_path, base_url=emu.base_url)
+        assert again.returncode == 2, again.stdout + again.stderr  # remembered: not paid again
+        assert "--allow-host localhost" in again.stderr and len(emu.emulator.submissions) == sent
         allowed = batcher(
             ["resume", *state, "--allow-host", "localhost", *FAST],
             cwd=tmp_path,

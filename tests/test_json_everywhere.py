@@ -86,7 +86,9 @@ def test_run_json_prints_one_summary_on_stdout_and_the_rest_on_stderr(tmp_path: 
     assert json.loads(again.stdout)["runs"] == status["runs"]
     assert refused.returncode == 3
     told = json.loads(refused.stdout)
-    assert told["ended"] == "error" and told["exit_code"] == 3 and "token" in told["error"]
+    assert told["ended"] == "auth" and told["exit_code"] == 3 and "token" in told["error"]
+    assert summary["runs"][0]["money"]["sent_usd"] == 0.0  # a float, as every money figure
+    assert isinstance(summary["runs"][0]["money"]["sent_usd"], float)
 
 
 def test_run_json_says_so_when_it_stops_before_any_run_is_recorded(tmp_path: Path) -> None:

@@ -109,6 +109,13 @@ def test_one_job_reads_as_one_job(tmp_path: Path) -> None:
     assert "\n1 job: 1 done\n" in run.stdout and "1 jobs" not in run.stdout
     status = batcher(["status", "--state", "s.db"], cwd=tmp_path, base_url="http://127.0.0.1:9")
     assert "night: 1 job (done 1)" in status.stdout
+    assert "(emulated: nothing billed)" in status.stdout  # as the run's own last lines say
+    listed = json.loads(
+        batcher(
+            ["status", "--json", "--state", "s.db"], cwd=tmp_path, base_url="http://127.0.0.1:9"
+        ).stdout
+    )
+    assert listed["runs"][0]["emulated"] and listed["money"]["spent_usd"] == 0.0  # not counted
 
 
 def test_quiet_shows_only_what_needs_attention_and_the_summary(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import click
@@ -54,7 +55,8 @@ def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -
             f"{run_data['run']}: {count(run_data['total'], 'job')} ({counts}); "
             f"outputs {run_data['out_dir']}{driver}"
         )
-        click.echo(f"  money: {Money.of_json(run_data['money']).text()}")
+        money = Money.of_json(run_data["money"])
+        click.echo(f"  money: {money.text(emulated=run_data['emulated'])}")
         if run_data["api_trouble"]:
             click.echo(f"  api: {run_data['api_trouble']}")
         for warning in run_data["warnings"]:
@@ -84,7 +86,7 @@ def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -
         if len(cancelled) > SHORT_LIST and not every:
             click.echo(f"  {len(cancelled)} cancelled: `batcher status --all` lists them")
     if len(data["runs"]) > 1:
-        click.echo(f"all {len(data['runs'])} runs: {Money.of_json(data['money']).text()}")
+        click.echo(_total(len(data["runs"]), sum(r["emulated"] for r in data["runs"]), data))
     if not data["runs"]:
         click.echo("no runs yet")
     if data["render_times"]:
@@ -233,12 +235,13 @@ def runs(as_json: bool, state_path: Path) -> None:
         click.echo(
             f"{r['run']}: {counts}; {r['api']}; last activity {r['last_activity']}; {driver}"
         )
-        click.echo(f"  money: {Money.of_json(r['money']).text()}")
+        click.echo(f"  money: {Money.of_json(r['money']).text(emulated=r['api'] == 'emulator')}")
         if r["api_trouble"]:
             click.echo(f"  api: {r['api_trouble']}")
     if len(data) > 1:
-        total = sum((Money.of_json(r["money"]) for r in data), Money())
-        click.echo(f"all {len(data)} runs: {total.text()}")
+        real = [r for r in data if r["api"] != "emulator"]
+        total = sum((Money.of_json(r["money"]) for r in real), Money())
+        click.echo(_total(len(data), len(data) - len(real), {"money": total.as_json()}))
 
 
 @click.command()
@@ -273,3 +276,9 @@ def forget(run_name: str | None, yes: bool, as_json: bool, state_path: Path) -> 
 
 
 COMMANDS: list[click.Command] = [status, runs, cancel, retry, forget]
+
+
+def _total(runs: int, emulated: int, data: dict[str, Any]) -> str:
+    """The money of every run together (emulated runs billed nothing: left out)."""
+    apart = f" ({emulated} emulated, not counted)" if emulated else ""
+    return f"all {runs} runs{apart}: {Money.of_json(data['money']).text()}"

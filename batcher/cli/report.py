@@ -76,6 +76,7 @@ def render(
     partial: bool = False,
     render_times: Sequence[str] = (),
     money: Money | None = None,
+    emulated: bool = False,
 ) -> Iterable[str]:
     """The report of `records` in `fmt`, in pieces (html sources relative to `page_dir`).
     The manifests stream: `records` may be an iterator, read once, as they are written."""
@@ -87,7 +88,12 @@ def render(
     if fmt == "html":
         return [
             render_html(
-                records, out_dir=page_dir, title=title, render_times=render_times, money=money
+                records,
+                out_dir=page_dir,
+                title=title,
+                render_times=render_times,
+                money=money,
+                emulated=emulated,
             )
         ]
     return [render_yaml(records, partial=partial)]
@@ -106,6 +112,7 @@ def write_html_report(store: Store, run: str, output: Path | None) -> Path:
         title=f"batcher: {run}",
         render_times=_render_times(store, run),
         money=store.money([run]),
+        emulated=store.run_info(run).options.get("api") == "emulator",
     )
     write_text(path, text)
     return path
@@ -161,6 +168,7 @@ def report(
         run_out = store.run_info(name).out_dir
         times = _render_times(store, name) if fmt == "html" else []
         money = store.money([name])
+        emulated = store.run_info(name).options.get("api") == "emulator"
         seen = 0
 
         def counted() -> Iterator[JobRecord]:
@@ -184,6 +192,7 @@ def report(
             partial=partial,
             render_times=times,
             money=money,
+            emulated=emulated,
         )
         if to_stdout:
             for piece in pieces:

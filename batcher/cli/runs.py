@@ -34,6 +34,7 @@ from batcher.cli.common import (
 )
 from batcher.cli.progress import Progress
 from batcher.errors import AuthError, BatcherError, JobFileInvalid, StateLocked, UsageError
+from batcher.hosts import HostPolicy
 from batcher.jobfile import load_jobfile
 from batcher.locks import hold_runs
 from batcher.models import UNFINISHED, Event, JobState, bill_ratio
@@ -255,6 +256,7 @@ def _drive(
     """Drive runs that share settings, print the summary; returns the exit code and why
     submitting stopped (None: it did not)."""
     out_dirs = {r: Path(store.run_info(r).out_dir) for r in runs}
+    _check_refused_hosts(store, runs, api, settings)
     _warn_over_budget(store, runs, settings.max_cost)
     live = sys.stderr.isatty() and not kw.get("no_progress") and not kw.get("quiet")
     models = sorted({store.run_info(r).model for r in runs})
@@ -283,6 +285,23 @@ def _drive(
             )
         )
     return _finish(store, runs, summary, out_dirs, emulated=api.emulator), summary.stop_reason
+
+
+def _check_refused_hosts(
+    store: Store, runs: Sequence[str], api: ApiSettings, settings: RunSettings
+) -> None:
+    """A run whose files were refused from a host is not driven again, paying for renders
+    it could not fetch either, until that host is allowed (UsageError, nothing sent)."""
+    policy = HostPolicy.for_api(api.base_url, settings.allow_hosts)
+    blocked = sorted({h for r in runs for h in store.refused_hosts(r) if not policy.allows_host(h)})
+    if blocked:
+        hosts = ", ".join(blocked)
+        flags = " ".join(f"--allow-host {h}" for h in blocked)
+        raise UsageError(
+            f"output files of {', '.join(runs)} came from {hosts}, which files may not come "
+            f"from; nothing was sent. If you trust it: `batcher resume {flags}`; if not, "
+            "the API's results point somewhere they should not"
+        )
 
 
 def _start_line(
@@ -339,8 +358,7 @@ def _finish(
     total = sum(counts.values())
     line = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
     click.echo(f"\n{count(total, 'job')}: {line}")
-    money = store.money(runs).text()
-    click.echo(f"money: {money}" + (" (emulated: nothing billed)" if emulated else ""))
+    click.echo(f"money: {store.money(runs).text(emulated=emulated)}")
     for run, folder in out_dirs.items():
         click.echo(f"outputs of {run}: {folder}")
     needs_care = _attention(store, runs)
@@ -413,13 +431,19 @@ def _json_stdout(fn: Any) -> Any:
             except BatcherError as exc:  # stopped before any run was recorded: say so too
                 if not kw["json_said"][0]:
                     code = exit_code_for(exc)
-                    summary = {"runs": [], "ended": "error", "exit_code": code, "error": str(exc)}
+                    ended = _ended_by(exc)
+                    summary = {"runs": [], "ended": ended, "exit_code": code, "error": str(exc)}
                     if isinstance(exc, JobFileInvalid):  # as `validate --json` lists them
                         summary["problems"] = [asdict(p) for p in exc.problems]
                     _say_json(kw, summary)
                 raise
 
     return wrapper
+
+
+def _ended_by(exc: BatcherError) -> str:
+    """How runs ended when an error stopped them: `auth` for a refused token, else `error`."""
+    return "auth" if isinstance(exc, AuthError) else "error"
 
 
 def _say_json(kw: dict[str, Any], summary: dict[str, Any]) -> None:
@@ -508,7 +532,7 @@ def run(
                 )
                 code, ended = _drive_all(store, runs, kw, base_url=base_url)
         except BatcherError as exc:  # the API unreachable at start, a refused token...
-            _tell(store, runs, exit_code_for(exc), "error", started=started, kw=kw, why=exc)
+            _tell(store, runs, exit_code_for(exc), _ended_by(exc), started=started, kw=kw, why=exc)
             raise
         _wrap_up(store, runs, code, ended, started=started, kw=kw)  # the locks are free
     sys.exit(code)
@@ -645,7 +669,8 @@ def resume(run_names: tuple[str, ...], state_path: Path, base_url: str | None, *
                 code, ended = _drive_all(store, mine, kw, base_url=base_url)
             except BatcherError as exc:
                 held.close()
-                _tell(store, mine, exit_code_for(exc), "error", started=started, kw=kw, why=exc)
+                ended = _ended_by(exc)
+                _tell(store, mine, exit_code_for(exc), ended, started=started, kw=kw, why=exc)
                 raise
         _wrap_up(store, mine, code, ended, started=started, kw=kw)  # the locks are free
     sys.exit(code)

@@ -357,6 +357,7 @@ def _header(
     all_states: Iterable[JobState],
     render_times: Sequence[str] = (),
     money: Money | None = None,
+    emulated: bool = False,
 ) -> str:
     counts = Counter(r.state for r in current)
     present = set(all_states)
@@ -383,7 +384,7 @@ def _header(
         f'<header class="top"><h1>{esc(title)}</h1>'
         f'<p class="summary">run {esc(", ".join(runs) or DASH)}{DOT}'
         f"model {esc(', '.join(models) or DASH)}{DOT}{DOT.join(bits)}</p>"
-        f'<p class="summary money">money: {esc(money.text())}</p>'
+        f'<p class="summary money">money: {esc(money.text(emulated=emulated))}</p>'
         + (
             f'<p class="summary render-times">render times seen: '
             f"{DOT.join(esc(line) for line in render_times)}</p>"
@@ -403,6 +404,7 @@ def render_html(
     title: str | None = None,
     render_times: Sequence[str] = (),
     money: Money | None = None,
+    emulated: bool = False,
 ) -> str:
     """The gallery page of `records`; `out_dir` is the folder the page will be saved in
     (video sources are relative to it). `render_times`: lines saying what renders of the
@@ -449,7 +451,7 @@ def render_html(
         '<meta name="referrer" content="no-referrer">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(name)}</title><style>{asset('page.css')}</style></head><body>"
-        f"{_header(name, current, (r.state for r in records), render_times, money)}"
+        f"{_header(name, current, (r.state for r in records), render_times, money, emulated)}"
         f"<main>{''.join(sections)}</main>"
         f'<script type="application/json" id="batcher-data">{script_json(data)}</script>'
         f"<script>{asset('page.js')}</script></body></html>\n"

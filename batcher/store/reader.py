@@ -251,6 +251,16 @@ class Reader:
         return row["detail"] if row is not None and row["to_state"] == "outage" else None
 
     @state_errors
+    def refused_hosts(self, run: str) -> list[str]:
+        """Hosts the run's output files came from and were refused (`hosts.py`)."""
+        rows = self._conn.execute(
+            "SELECT DISTINCT detail FROM events WHERE job_id IS NULL AND run = ?"
+            " AND to_state = 'refused' ORDER BY detail",
+            (run,),
+        )
+        return [r["detail"] for r in rows if r["detail"]]
+
+    @state_errors
     def warnings_since_start(self, run: str, *, most: int = 20) -> list[str]:
         """The run's warning notes (statuses the API gave that batcher does not know...)
         since its latest start, oldest first, at most `most`."""
