@@ -93,10 +93,13 @@ def test_run_json_prints_one_summary_on_stdout_and_the_rest_on_stderr(tmp_path: 
 
 def test_run_json_says_so_when_it_stops_before_any_run_is_recorded(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("name: n\njobs:\n  - prompt: a fox\n    duraton: 5\n")
-    no_token = plain_batcher("run", "bad.yaml", "--json", "--state", "s.db", cwd=tmp_path)
+    (tmp_path / "good.yaml").write_text("name: n\njobs:\n  - prompt: a fox\n")
+    no_token = plain_batcher("run", "good.yaml", "--json", "--state", "s.db", cwd=tmp_path)
     told = json.loads(no_token.stdout)
     assert no_token.returncode == 2 and told["exit_code"] == 2 and told["ended"] == "error"
     assert "RUNCOMFY_API_TOKEN" in told["error"] and told["runs"] == []
+    unchecked = plain_batcher("run", "bad.yaml", "--json", "--state", "s.db", cwd=tmp_path)
+    assert "duraton" in unchecked.stderr  # the file's problems come first, token or not
     bad = plain_batcher("run", "bad.yaml", "--emulator", "--json", "--state", "s.db", cwd=tmp_path)
     told = json.loads(bad.stdout)
     assert bad.returncode == 2 and told["ended"] == "error" and "problem" in told["error"]

@@ -501,13 +501,13 @@ def run(
       batcher run night.yaml --max-cost 40 --report --notify 'notify-send batcher done'
       batcher run night.yaml --no-progress > night.log  # every line says when
     """
+    loaded = [load_jobfile(f) for f in files]  # the files first: their problems need no token
     api = ApiSettings.resolve(
         os.environ,
         emulator=kw["emulator"],
         base_url=base_url,
         timeouts=RunSettings.merged({}, _flags(kw)).timeouts,
     )
-    loaded = [load_jobfile(f) for f in files]
     for jf in loaded:
         for w in jf.warnings:
             err(str(w))
