@@ -12,21 +12,15 @@ import pytest
 
 from batcher.emulator import EmulatorConfig
 from batcher.models import Failed, Succeeded
-from tests.test_scheduler import Harness, specs
+from tests.test_scheduler import Harness, Passthrough, specs
 
 pytestmark = pytest.mark.anyio
 ESTIMATE = 0.84  # what specs() estimates per job
 BILLED = 1.26  # what this server says it billed
 
 
-class Dearer:
+class Dearer(Passthrough):
     """The emulator, but every finished render reports a cost 1.5x the estimate."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.inner, attr)
 
     async def result(self, req: Any, **kw: Any) -> Any:
         answer = await self.inner.result(req, **kw)

@@ -569,14 +569,18 @@ async def test_a_deleted_file_is_noticed_and_downloaded_again(tmp_path: Path) ->
     assert_files_intact(h)
 
 
-class SaysSomethingNew:
-    """The emulator, but a running render's status is one batcher has never seen."""
+class Passthrough:
+    """A port that passes every call to `inner`: subclasses change the calls they name."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     def __getattr__(self, attr: str) -> Any:
         return getattr(self.inner, attr)
+
+
+class SaysSomethingNew(Passthrough):
+    """The emulator, but a running render's status is one batcher has never seen."""
 
     async def result(self, req: Any, **kw: Any) -> Any:
         from batcher.models import InProgress
