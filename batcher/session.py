@@ -56,6 +56,7 @@ async def open_api(
     state_path: Path,
     emulator_speed: float | None = None,
     allow_hosts: tuple[str, ...] = (),
+    concurrency: int = 8,
 ) -> AsyncIterator[tuple[RunComfyClient, httpx.AsyncClient]]:
     """An API client and a token-free client for output files, which fetches only from
     the hosts `hosts.HostPolicy` allows (every redirect checked too)."""
@@ -71,7 +72,10 @@ async def open_api(
             http = httpx.AsyncClient(transport=transport)
             files = httpx.AsyncClient(transport=transport, event_hooks=hooks)
         else:
-            limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+            # Every request in flight keeps its connection alive for the next one: with
+            # fewer kept than in flight, connections were closed and opened again all night.
+            pool = max(8, concurrency + 8)  # + polls and cancels beside the submits
+            limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
             http = httpx.AsyncClient(limits=limits, follow_redirects=False)
             files = httpx.AsyncClient(
                 follow_redirects=True, timeout=api.timeouts.httpx(), event_hooks=hooks
@@ -181,6 +185,7 @@ async def drive(
             state_path=store.path,
             emulator_speed=emulator_speed,
             allow_hosts=settings.allow_hosts,
+            concurrency=settings.concurrency,
         ) as (client, files):
             await preflight(store, client, runs)
             sink = LocalFolder(
