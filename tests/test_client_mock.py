@@ -159,6 +159,8 @@ async def test_validation_detail_is_kept() -> None:
         ({"status": "something_new"}, InProgress(said="something_new")),  # said, followed
         ({"status": "cancellation_requested"}, InProgress()),  # may still run: followed
         ({"status": "running"}, InProgress()),
+        ({"status": "starting"}, InProgress()),  # the contract's other running words
+        ({"status": "waiting"}, InProgress()),
         ({"status": "cancelled"}, Cancelled()),
         ({"status": "canceled"}, Cancelled()),
         ({"status": "failed", "error": "nsfw"}, Failed("nsfw")),
