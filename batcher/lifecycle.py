@@ -375,10 +375,15 @@ class Lifecycle:
             f"still running (deadline {self.cfg.deadline / 3600:g} h after its submit)"
         )
         self.emit(Event("warn", job.key, text))
+        self._note(job, "warn", f"{job.key}: {text}")  # for `batcher log` and `status`
+
+    def _note(self, job: Job, kind: str, detail: str) -> None:
+        """A note of the job's run (a note is worth less than the job: a refused write is
+        let go; what the note is about is on screen already)."""
         try:
-            self.ledger.note([job.run], "warn", f"{job.key}: {text}")  # for `batcher log`
+            self.ledger.note([job.run], kind, detail)
         except errors.StateError:
-            pass  # the screen has it; the state has enough to do
+            pass
 
     def _group(self, key: str) -> RenderTimes:
         """The render times of `key`, with what earlier runs saw (read once per run)."""
@@ -555,11 +560,10 @@ class Lifecycle:
                     "renders in flight are followed; `batcher retry`, then `batcher resume "
                     "--allow-host HOST` fetches them if you trust the host",
                 )
+                # Remembered first: a later drive must not pay for renders it cannot fetch,
+                # even if this process dies before the job's failure is written.
+                self._note(job, "refused", exc.host)
                 self._fail(job, S.DOWNLOADING, f"files refused: {exc}", O.DOWNLOAD_FAILED)
-                try:  # remembered: a later drive does not pay for renders it cannot fetch
-                    self.ledger.note([job.run], "refused", exc.host)
-                except errors.StateError:
-                    pass
                 return
             except errors.DiskFull as exc:
                 self.control.stop_submitting(  # first: the state may be on the same disk

@@ -119,11 +119,11 @@ def status_data(
         out.append(
             {
                 "run": name,
-                "out_dir": store.run_info(name).out_dir,
+                "out_dir": (info := store.run_info(name)).out_dir,
                 "total": sum(counts.values()),
                 "counts": dict(sorted(counts.items())),
                 "money": store.money([name]).as_json(),
-                "emulated": store.run_info(name).options.get("api") == "emulator",
+                "emulated": info.options.get("api") == "emulator",
                 "attention": attention,
                 "missing_files": [j.key for j in missing_files(store, name)],
                 "driven_by": (driver := holder(Path(store.path), name)),

@@ -35,9 +35,7 @@ def ensure_poster(video: Path) -> Path | None:
         return None
     poster = poster_path(video)
     try:
-        made = video.stat()
-        # ctime too: a rename (an undo brings an archived version back) keeps the mtime
-        if poster.exists() and poster.stat().st_mtime >= max(made.st_mtime, made.st_ctime):
+        if poster.exists() and _newer(poster.stat(), video.stat()):
             return poster
         data = first_frame_jpeg(video)
     except Exception:  # noqa: BLE001 - any unreadable video: no poster, never a failed report
@@ -92,8 +90,13 @@ def _fresh(folder: dict[str, os.DirEntry[str]], video: str) -> bool:
     made, poster = folder.get(video), folder.get(poster_name(video))
     if made is None or poster is None:
         return made is None  # no video: nothing to make; no poster: make it
-    when = made.stat()
-    return poster.stat().st_mtime >= max(when.st_mtime, when.st_ctime)
+    return _newer(poster.stat(), made.stat())
+
+
+def _newer(poster: os.stat_result, video: os.stat_result) -> bool:
+    """Whether a poster is no older than its video (ctime too: a rename, as an undo bringing
+    an archived version back, keeps the mtime)."""
+    return poster.st_mtime >= max(video.st_mtime, video.st_ctime)
 
 
 def first_frame_jpeg(video: Path) -> bytes:

@@ -122,10 +122,8 @@ def plan(file: Path, as_json: bool, state_path: Path) -> None:
 
 def _money(state_path: Path, run: str, estimated: float) -> Money:
     """The run's account so far (the same words as `status`), estimated as this file plans."""
-    try:
-        from batcher.store import plan_money
-    except ImportError:
-        return Money(estimated=estimated)
+    from batcher.store import plan_money  # here: `validate` never loads the store
+
     return replace(plan_money(state_path, run) or Money(), estimated=estimated)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 import anyio
 import click
@@ -86,7 +85,8 @@ def status(run_name: str | None, as_json: bool, every: bool, state_path: Path) -
         if len(cancelled) > SHORT_LIST and not every:
             click.echo(f"  {len(cancelled)} cancelled: `batcher status --all` lists them")
     if len(data["runs"]) > 1:
-        click.echo(_total(len(data["runs"]), sum(r["emulated"] for r in data["runs"]), data))
+        emulated = sum(r["emulated"] for r in data["runs"])
+        click.echo(_total(len(data["runs"]), emulated, Money.of_json(data["money"])))
     if not data["runs"]:
         click.echo("no runs yet")
     if data["render_times"]:
@@ -241,7 +241,7 @@ def runs(as_json: bool, state_path: Path) -> None:
     if len(data) > 1:
         real = [r for r in data if r["api"] != "emulator"]
         total = sum((Money.of_json(r["money"]) for r in real), Money())
-        click.echo(_total(len(data), len(data) - len(real), {"money": total.as_json()}))
+        click.echo(_total(len(data), len(data) - len(real), total))
 
 
 @click.command()
@@ -278,7 +278,7 @@ def forget(run_name: str | None, yes: bool, as_json: bool, state_path: Path) -> 
 COMMANDS: list[click.Command] = [status, runs, cancel, retry, forget]
 
 
-def _total(runs: int, emulated: int, data: dict[str, Any]) -> str:
+def _total(runs: int, emulated: int, money: Money) -> str:
     """The money of every run together (emulated runs billed nothing: left out)."""
     apart = f" ({emulated} emulated, not counted)" if emulated else ""
-    return f"all {runs} runs{apart}: {Money.of_json(data['money']).text()}"
+    return f"all {runs} runs{apart}: {money.text()}"

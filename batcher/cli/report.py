@@ -13,6 +13,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -105,22 +106,19 @@ def write_html_report(store: Store, run: str, output: Path | None) -> Path:
     path = report_path(None if output is None else str(output), store.run_info(run).out_dir, "html")
     records = store.records(run)
     ensure_posters(records)
-    text = render(
-        records,
-        "html",
-        page_dir=path.parent,
-        title=f"batcher: {run}",
-        render_times=_render_times(store, run),
-        money=store.money([run]),
-        emulated=store.run_info(run).options.get("api") == "emulator",
-    )
-    write_text(path, text)
+    write_text(path, render(records, "html", page_dir=path.parent, **_about(store, run)))
     return path
 
 
-def _render_times(store: Store, run: str) -> list[str]:
-    model = store.run_info(run).model
-    return render_time_lines(render_times(store, [model], now=time.time()))
+def _about(store: Store, run: str) -> dict[str, Any]:
+    """What a report page says of its run beside the jobs: title, render times, money."""
+    info = store.run_info(run)
+    return {
+        "title": f"batcher: {run}",
+        "render_times": render_time_lines(render_times(store, [info.model], now=time.time())),
+        "money": store.money([run]),
+        "emulated": info.options.get("api") == "emulator",
+    }
 
 
 @click.command()
@@ -166,9 +164,7 @@ def report(
     with Store.open(state_path, create=False, read_only=True) as store:
         name = pick_run(store, run)
         run_out = store.run_info(name).out_dir
-        times = _render_times(store, name) if fmt == "html" else []
-        money = store.money([name])
-        emulated = store.run_info(name).options.get("api") == "emulator"
+        about = _about(store, name)
         seen = 0
 
         def counted() -> Iterator[JobRecord]:
@@ -181,19 +177,9 @@ def report(
         if fmt == "html":
             records = list(records)
             ensure_posters(records)
-        title = f"batcher: {name}"
         to_stdout = output == "-" or (output is None and fmt != "html")
         page_dir = Path.cwd() if to_stdout else report_path(output, run_out, fmt).parent.resolve()
-        pieces = render(
-            records,
-            fmt,
-            page_dir=page_dir,
-            title=title,
-            partial=partial,
-            render_times=times,
-            money=money,
-            emulated=emulated,
-        )
+        pieces = render(records, fmt, page_dir=page_dir, partial=partial, **about)
         if to_stdout:
             for piece in pieces:
                 click.echo(piece, nl=False)

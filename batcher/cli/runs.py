@@ -565,9 +565,6 @@ def _wrap_up(
                 where = "" if str(store.path) == DEFAULT_STATE else f" --state {store.path}"
                 click.echo(f"HTML report: batcher report {run_name}{where}")
     _tell(store, runs, code, ended, started=started, kw=kw, reports=reports)
-    if kw.get("json_to") is not None:
-        summary = summary_of(store, runs, code, ended, started=started, reports=reports)
-        _say_json(kw, summary)
 
 
 def _tell(
@@ -581,11 +578,12 @@ def _tell(
     reports: dict[str, str] | None = None,
     why: Exception | None = None,
 ) -> None:
-    """Run each --notify / `notify:` command once, for the runs that asked for it (and,
-    for --json, print the summary of every run when an error stopped them)."""
-    if why is not None and kw.get("json_to") is not None:
-        summary = summary_of(store, runs, code, ended, started=started, why=why)
-        _say_json(kw, summary)
+    """Say how the runs ended: the --json summary of every run, and each --notify /
+    `notify:` command once, for the runs that asked for it."""
+    if kw.get("json_to") is not None:
+        _say_json(
+            kw, summary_of(store, runs, code, ended, started=started, reports=reports, why=why)
+        )
     known = set(store.run_names())
     commands: dict[str, list[str]] = {}
     for run_name in runs:

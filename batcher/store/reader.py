@@ -293,21 +293,9 @@ class Reader:
         return [dict(r) for r in rows]
 
     @state_errors
-    def records(self, run: str | None = None) -> list[JobRecord]:
-        """Every job version of a run (or all runs), as reports read them."""
-        sql, args = self._where([run] if run else None, None, False)
-        out_dirs = {
-            r["name"]: r["out_dir"] for r in self._conn.execute("SELECT name, out_dir FROM runs")
-        }
-        attempts: dict[int, list[Attempt]] = {}
-        joined = f" WHERE job_id IN (SELECT id FROM jobs{sql})" if sql else ""
-        for a in self._tuples(
-            f"SELECT job_id, {_ATTEMPT_COLUMNS} FROM attempts{joined} ORDER BY job_id, number",
-            args,
-        ):  # one query for every job's attempts, not one per job
-            attempts.setdefault(a[0], []).append(_attempt(a))
-        rows = self._tuples(f"SELECT {_RECORD_COLUMNS} FROM jobs{sql} ORDER BY id", args)
-        return [_record(r, out_dirs.get(r[1], ""), attempts.get(r[0], ())) for r in rows]
+    def records(self, run: str) -> list[JobRecord]:
+        """Every job version of a run, as reports read them."""
+        return list(self.iter_records(run))
 
     @state_errors_streamed
     def iter_records(self, run: str) -> Iterator[JobRecord]:
