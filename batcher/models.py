@@ -106,7 +106,7 @@ class RunOptions:
     notify: str | None = None  # shell command run once when the run ends (summary on stdin)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class JobSpec:
     """One expanded job: what to send, under which stable key, to which file name."""
 

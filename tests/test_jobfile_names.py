@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batcher.jobfile import names
 
@@ -89,3 +91,11 @@ def test_canonical_json() -> None:
     assert a == '{"a":[0.5,true,"é"],"b":5}'
     assert names.fingerprint("m", a) != names.fingerprint("n", a)
     assert len(names.fingerprint("m", a)) == 64
+
+
+@given(st.text(alphabet="aZ09_.-~ Ñ", max_size=14) | st.sampled_from(["con", "Nul.x", "a" * 120]))
+@settings(max_examples=300, deadline=None)
+def test_slug_fast_path_gives_what_the_full_steps_give(text: str) -> None:
+    for max_len in (names.MAX_STEM, 10_000, 8):
+        want = names._slug(text, fallback="job", max_len=max_len)
+        assert names.slug(text, max_len=max_len) == want

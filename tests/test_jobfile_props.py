@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -210,6 +211,123 @@ def test_fieldwise_validation_equals_whole_object_validation(payload: dict[str, 
     schema = load_schema(DEFAULT_MODEL)
     fast = Checker(parse("a: 1\n", file="x"), schema)
     assert fast.fields is not None  # the bundled schema takes the fast path
+    assert {"prompt", "duration", "cfg_scale", "aspect_ratio"} <= set(fast.quick)
+    fieldwise = Checker(parse("a: 1\n", file="x"), schema)
+    fieldwise.quick = {}
     slow = Checker(parse("a: 1\n", file="x"), schema)
-    slow.fields = None
-    assert set(fast.schema_findings(payload)) == set(slow.schema_findings(payload))
+    slow.fields, slow.quick = None, {}
+    found = set(fast.findings(payload))
+    assert found == set(fieldwise.findings(payload)) == set(slow.findings(payload))
+    for k, v in payload.items():  # what the quick check accepts, the schema accepts
+        if k in fast.quick and fast.quick[k](v):
+            assert schema.validator.evolve(schema=schema.schema["properties"][k]).is_valid(v)
+
+
+_scalars = st.one_of(
+    st.text(max_size=12),
+    st.sampled_from(["5", "0.3", "1e-5", "16:9", "yes", "No", "null", "~", "0x1F", "1_000",
+                     "2026-12-02", ".inf", "-.nan", "=", "<<", "", " x ", "a: b", "- c", "#"]),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.none(),
+)  # fmt: skip
+_docs = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_scalars, inner, max_size=4),
+    max_leaves=25,
+)
+
+
+def _every_path(data: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [path]
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out += _every_path(v, (*path, k))
+    elif isinstance(data, list):
+        for i, v in enumerate(data):
+            out += _every_path(v, (*path, i))
+    return out
+
+
+@given(_docs, st.sampled_from(["block", "flow", "plain"]))
+@FAST
+def test_the_fast_parse_gives_what_the_careful_parse_gives(data: Any, style: str) -> None:
+    """Same data, same problems, and the same position for every value and key, at any depth
+    (the fast path indexes shallow paths itself and the rest on demand)."""
+    import yaml
+
+    from batcher.errors import JobFileInvalid
+
+    if style == "plain":
+        text = "\n".join(f"{k}: {v}" for k, v in (data.items() if isinstance(data, dict) else []))
+    else:
+        text = yaml.safe_dump(data, default_flow_style=style == "flow", allow_unicode=True)
+    try:
+        careful = parse(text, file="f.yaml", careful=True)
+    except JobFileInvalid as exc:
+        try:
+            parse(text, file="f.yaml")
+        except JobFileInvalid as again:
+            assert again.problems == exc.problems
+            return
+        raise AssertionError("the fast path accepted what the careful path refused") from None
+    fast = parse(text, file="f.yaml")
+    assert repr(fast.data) == repr(careful.data)
+    assert fast.problems == careful.problems
+    for path in _every_path(careful.data):
+        assert fast.pos(path) == careful.pos(path)
+        assert fast.key_pos(path) == careful.key_pos(path)
+        assert fast.span(path) == careful.span(path)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: 1\na: 2\n",
+        "jobs:\n  - prompt: x\n    prompt: y\n",
+        "a: &x [1, 2]\nb: *x\n",
+        "base: &b {cfg_scale: 0.5}\njob:\n  <<: *b\n  prompt: x\n",
+        "a: !!str 5\n",
+        "a: !!binary aGVsbG8=\n",
+        "a: !custom x\n",
+        "? [1, 2]\n: x\n",
+        "a: =\n",
+        "a: 1\n---\nb: 2\n",
+        "a: [" * 70 + "]" * 70 + "\n",
+        "a: 'unclosed\n",
+        "a: 16:9\nb: 1:30:00\nc: 2026-12-02\n",
+        "",
+        "# only a comment\n",
+        "---\n",
+    ],
+)
+def test_the_fast_parse_reports_what_the_careful_parse_reports(text: str) -> None:
+    from batcher.errors import JobFileInvalid
+
+    def outcome(careful: bool) -> Any:
+        try:
+            doc = parse(text, file="f.yaml", careful=careful)
+        except JobFileInvalid as exc:
+            return exc.problems
+        return repr(doc.data), doc.problems, [doc.pos(p) for p in _every_path(doc.data)]
+
+    assert outcome(False) == outcome(True)
+
+
+def test_the_quick_checks_accept_only_what_the_schema_accepts_at_the_edges() -> None:
+    schema = load_schema(DEFAULT_MODEL)
+    checker = Checker(parse("a: 1\n", file="x"), schema)
+    edges = [None, True, False, 0, 1, 2, 3, 15, 16, -1, 0.0, 0.5, 1.0, 1.5, -0.5, 3.0, 5.5,
+             float("inf"), float("-inf"), float("nan"), "", "x", "16:9", "1:1", "16:10",
+             "customize", "Customize", "5", [], {}, ["x"]]  # fmt: skip
+    accepted = 0
+    for field, quick in checker.quick.items():
+        sub = schema.validator.evolve(schema=schema.schema["properties"][field])
+        for v in edges:
+            if quick(v):
+                accepted += 1
+                assert sub.is_valid(v), (field, v)
+    assert accepted >= 10  # the quick path is taken for ordinary values
+    assert checker.quick["duration"](5) and checker.quick["cfg_scale"](0.5)
+    assert checker.quick["aspect_ratio"]("9:16") and checker.quick["prompt"]("a fox")

@@ -159,9 +159,9 @@ def test_money_keeps_spent_sent_and_failed_generations_apart(store: Store) -> No
     text = m.text()
     assert text.startswith("$3.24 spent ($1.56 of it reported by the API), $3.36 sent")
     assert "estimated $10.92" in text and "failed generations $0.84 (not billed)" in text
-    assert Money.of_json(m.as_json()) == Money(*(round(x, 4) for x in (
-        m.estimated, m.spent, m.reported, m.sent, m.failed
-    )))
+    assert Money.of_json(m.as_json()) == Money(
+        *(round(x, 4) for x in (m.estimated, m.spent, m.reported, m.sent, m.failed))
+    )
 
 
 def test_plan_marks_never_creates_a_database(tmp_path: Path) -> None:

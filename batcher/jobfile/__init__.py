@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batcher.errors import JobFileInvalid, Problem, SchemaError
-from batcher.jobfile.expand import Expander, check_keys, finish
+from batcher.jobfile.expand import Expander, Finisher, KeyCheck
 from batcher.jobfile.rules import Checker
 from batcher.jobfile.source import read_text
 from batcher.jobfile.structure import Header, Reader
@@ -77,15 +77,21 @@ def _load(text: str, path: Path) -> JobFile:
         raise JobFileInvalid(_sorted(problems, file))
     model = schema.model_id
     body = reader.body(tuple(schema.schema.get("properties", {})))
+    price = _price(schema.price, header.prices)
+    # One job at a time from entry to JobSpec: what is left of each is only its JobSpec.
     expander = Expander(doc, schema, header.run, path.parent)
-    drafts = expander.expand(body)
-    problems += expander.problems
-    problems += check_keys(drafts)
-    problems += Checker(doc, schema).check(drafts)
+    keys, checker = KeyCheck(), Checker(doc, schema)
+    finisher = Finisher(run=header.run, model=model, price=price, schema=schema)
+    jobs: list[JobSpec] = []
+    for draft in expander.expand(body):
+        keys.add(draft)
+        checker.add(draft)
+        jobs.append(finisher.add(draft))
+    doc.data = reader.root = {}  # all in the jobs now; positions come from the text
+    problems += expander.problems + keys.problems + checker.problems()
     ordered = _sorted(_unique(problems), file)
     if any(p.severity == "error" for p in ordered):
         raise JobFileInvalid(ordered)
-    price = _price(schema.price, header.prices)
     return JobFile(
         path=path,
         run=header.run,
@@ -93,7 +99,7 @@ def _load(text: str, path: Path) -> JobFile:
         schema=schema,
         price=price,
         options=header.options,
-        jobs=finish(drafts, run=header.run, model=model, price=price, schema=schema),
+        jobs=tuple(jobs),
         warnings=tuple(ordered),
     )
 

@@ -20,7 +20,7 @@ import hashlib
 import itertools
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -47,12 +47,17 @@ class Draft:
     key: str
     origin: Origin  # the job entry, or its row in a rows file
     payload: dict[str, Any]
-    origins: dict[str, Origin]  # payload field -> where its value was written
+    fields: dict[str, Value]  # payload field -> (value as written, where it was written)
     sweep: tuple[tuple[str, Any], ...]
     name_parts: tuple[str, ...]  # output-name pieces of the sweep point
     repeat: int  # 0-based
     canon: str  # canonical JSON of the payload
     rows_of: str | None = None  # the rows entry (name or file stem) of a job from a row
+
+    def origin_of(self, field: str) -> Origin | None:
+        """Where the payload's `field` was written (None when the payload has no such field)."""
+        value = self.fields.get(field)
+        return None if value is None else value[1]
 
 
 class _Point(NamedTuple):
@@ -75,16 +80,16 @@ class Expander:
         self.base_dir = base_dir
         self.props: Mapping[str, Any] = schema.schema.get("properties", {})
         self.order = {k: i for i, k in enumerate(self.props)}
+        self.orders: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.problems: list[Problem] = []
         self.vars: dict[str, Value] = {}
         self.used_vars: set[str] = set()
         self.names: dict[str, Origin] = {}
         self.total = 0
 
-    def expand(self, body: Body) -> list[Draft]:
-        """Every job of the file, in file order."""
+    def expand(self, body: Body) -> Iterator[Draft]:
+        """Every job of the file, in file order, made as it is asked for."""
         self.vars = body.vars
-        drafts: list[Draft] = []
         for entry in body.entries:
             for name, name_origin, origin, fields, sweep in self.variants(entry):
                 if not self.claim_name(name, name_origin):
@@ -96,21 +101,21 @@ class Expander:
                 if self.total > MAX_JOBS:
                     what = f"the file expands to more than {MAX_JOBS} jobs; split it"
                     self.problems.append(entry.origin.problem(what))
-                    return drafts
+                    return
                 rows_of = None if entry.rows is None else entry.name or Path(entry.rows[0]).stem
-                drafts.extend(self.jobs(name, origin, fields, sweep, entry.repeat, rows_of))
+                yield from self.jobs(name, origin, fields, sweep, entry.repeat, rows_of)
         for var, (_, origin) in self.vars.items():
             if var not in self.used_vars:
                 self.problems.append(origin.problem(f"var {var!r} is never used", warning=True))
-        return drafts
 
     def variants(
         self, entry: Entry
-    ) -> list[tuple[str, Origin, Origin, dict[str, Value], dict[str, list[Value]]]]:
+    ) -> Iterator[tuple[str, Origin, Origin, dict[str, Value], dict[str, list[Value]]]]:
         """(name, name origin, job origin, fields, sweep) per row (one when no rows)."""
         if entry.rows is None:
             name = entry.name or f"job-{entry.index + 1}"
-            return [(name, entry.name_origin, entry.origin, entry.fields, entry.sweep)]
+            yield (name, entry.name_origin, entry.origin, entry.fields, entry.sweep)
+            return
         rel, at = entry.rows
         path = self.base_dir / rel
         display = str(Path(at.file).parent / rel)
@@ -120,13 +125,15 @@ class Expander:
         self.problems.extend(problems)
         base = entry.name or Path(rel).stem
         seen: Counter[str] = Counter()
-        return [self.row_variant(entry, row, base, seen) for row in rows]
+        rows.reverse()
+        while rows:  # each row let go once it is a job
+            yield self.row_variant(entry, rows.pop(), base, seen)
 
     def row_variant(
         self, entry: Entry, row: Row, base: str, seen: Counter[str]
     ) -> tuple[str, Origin, Origin, dict[str, Value], dict[str, list[Value]]]:
         name, name_origin = row.name or (row_name(base, row, seen), row.origin)
-        fields = {**entry.fields, **row.fields}
+        fields = {**entry.fields, **row.fields} if entry.fields else row.fields
         sweep = {k: v for k, v in entry.sweep.items() if k not in row.fields}
         return name, name_origin, row.origin, fields, sweep
 
@@ -149,42 +156,60 @@ class Expander:
         sweep: dict[str, list[Value]],
         repeat: int,
         rows_of: str | None = None,
-    ) -> list[Draft]:
+    ) -> Iterator[Draft]:
         base = {k: self.prepare(k, v) for k, v in fields.items()}
+        order = self.field_order((*base, *sweep))
+        head = names.job_key(self.run, name, (), 0)
+        if not sweep:  # one payload (the usual prompt-per-job file): no product to take
+            payload = {k: base[k][0] for k in order}
+            fields_of = self.add_shot_type(payload, base)
+            canon = names.canonical_json(payload)
+            for r in range(repeat):
+                key = names.job_key_after(head, (), r)
+                yield Draft(name, key, origin, payload, fields_of, (), (), r, canon, rows_of)
+            return
         axes = [[self.axis_value(k, v) for v in sweep[k]] for k in sorted(sweep)]
-        out: list[Draft] = []
         for point in itertools.product(*axes):
-            merged = dict(base)
-            for p in point:
-                merged[p.field] = (p.value, p.origin)
-            payload = {k: merged[k][0] for k in sorted(merged, key=self._rank)}
-            origins = {k: merged[k][1] for k in payload}
-            self.add_shot_type(payload, origins)
+            merged = base
+            if point:
+                merged = dict(base)
+                for p in point:
+                    merged[p.field] = (p.value, p.origin)
+            payload = {k: merged[k][0] for k in order}
+            fields_of = self.add_shot_type(payload, merged)
             canon = names.canonical_json(payload)
             swept = tuple((p.field, p.value) for p in point)
             key_parts = [p.key_part for p in point]
             name_parts = tuple(p.name_part for p in point)
             for r in range(repeat):
-                key = names.job_key(self.run, name, key_parts, r)
-                out.append(
-                    Draft(name, key, origin, payload, origins, swept, name_parts, r, canon, rows_of)
+                key = names.job_key_after(head, key_parts, r)
+                yield Draft(
+                    name, key, origin, payload, fields_of, swept, name_parts, r, canon, rows_of
                 )
-        return out
 
     def axis_value(self, field: str, value: Value) -> _Point:
         v, origin = self.prepare(field, value)
         return _Point(field, v, origin, names.key_part(field, v), names.name_part(field, v))
 
+    def field_order(self, fields: tuple[str, ...]) -> tuple[str, ...]:
+        """The payload's fields in the schema's order (then by name), worked out once per set."""
+        known = self.orders.get(fields)
+        if known is None:
+            known = self.orders[fields] = tuple(sorted(set(fields), key=self._rank))
+        return known
+
     def _rank(self, field: str) -> tuple[int, str]:
         return (self.order.get(field, len(self.order)), field)
 
-    def add_shot_type(self, payload: dict[str, Any], origins: dict[str, Origin]) -> None:
+    def add_shot_type(self, payload: dict[str, Any], fields: dict[str, Value]) -> dict[str, Value]:
+        """`shot_type: customize` added (see the module invariants); the fields with it."""
         prop = self.props.get("shot_type")
         if "multi_prompt" not in payload or "shot_type" in payload or not prop:
-            return
-        if "customize" in prop.get("enum", ["customize"]):
-            payload["shot_type"] = "customize"
-            origins["shot_type"] = origins["multi_prompt"]
+            return fields
+        if "customize" not in prop.get("enum", ["customize"]):
+            return fields
+        payload["shot_type"] = "customize"
+        return {**fields, "shot_type": ("customize", fields["multi_prompt"][1])}
 
     # -- values --------------------------------------------------------------------------
     def prepare(self, field: str, value: Value) -> Value:
@@ -194,7 +219,8 @@ class Expander:
             v = self.substitute(v, origin)
         elif field == "multi_prompt" and isinstance(v, list):
             v = [self.shot(i, shot, origin) for i, shot in enumerate(v)]
-        return names.normalize(v), origin
+        v = names.normalize(v)
+        return value if v is value[0] else (v, origin)
 
     def shot(self, i: int, shot: Any, origin: Origin) -> Any:
         if isinstance(shot, dict) and isinstance(shot.get("prompt"), str):
@@ -229,7 +255,7 @@ class Expander:
 
     def placeholder_pos(self, token: str, origin: Origin) -> tuple[int, int]:
         """Where `{var}` itself was written, when it can be found in the source text."""
-        span = self.doc.spans.get(origin.path) if origin.path is not None else None
+        span = self.doc.span(origin.path) if origin.path is not None else None
         if span is None:
             return origin.line, origin.col
         text = self.doc.text
@@ -247,56 +273,62 @@ def _product(sizes: Any) -> int:
     return n
 
 
-def check_keys(drafts: list[Draft]) -> list[Problem]:
+class KeyCheck:
     """A second line of defence: two drafts with one key is an error at the second."""
-    seen: dict[str, Draft] = {}
-    problems: list[Problem] = []
-    for d in drafts:
-        first = seen.setdefault(d.key, d)
-        if first is not d:
-            problems.append(
-                d.origin.problem(f"duplicate job key {d.key!r} (first at {first.origin.source})")
-            )
-    return problems
+
+    def __init__(self) -> None:
+        self.seen: dict[str, Origin] = {}  # key -> where its first job was written
+        self.problems: list[Problem] = []
+
+    def add(self, d: Draft) -> None:
+        first = self.seen.get(d.key)
+        if first is None:
+            self.seen[d.key] = d.origin
+        else:
+            what = f"duplicate job key {d.key!r} (first at {first.source})"
+            self.problems.append(d.origin.problem(what))
 
 
-def finish(
-    drafts: list[Draft], *, run: str, model: str, price: Price, schema: ModelSchema
-) -> tuple[JobSpec, ...]:
-    """JobSpecs with unique output names, fingerprints and estimated costs."""
-    stems = names.unique_stems(
-        (d.key, names.output_stem(d.name, d.name_parts, d.repeat)) for d in drafts
-    )
-    duration = schema.default("duration")
-    default_duration = duration if isinstance(duration, int) else 5
-    sound = schema.default("sound")
-    fingerprints: dict[str, str] = {}
-    specs: list[JobSpec] = []
-    for d in drafts:
-        fp = fingerprints.get(d.canon)
+class Finisher:
+    """JobSpecs, one per draft in file order: unique output names, fingerprints, costs."""
+
+    def __init__(self, *, run: str, model: str, price: Price, schema: ModelSchema) -> None:
+        self.run, self.model, self.price = run, model, price
+        duration = schema.default("duration")
+        self.default_duration = duration if isinstance(duration, int) else 5
+        sound = schema.default("sound")
+        self.default_sound = True if sound is None else sound
+        self.stems = names.UniqueStems()
+        self.fingerprints: dict[str, str] = {}
+        self.costs: dict[tuple[Any, Any], float] = {}
+
+    def add(self, d: Draft) -> JobSpec:
+        fp = self.fingerprints.get(d.canon)
         if fp is None:
-            fp = fingerprints[d.canon] = names.fingerprint(model, d.canon)
-        billed = {"sound": True if sound is None else sound, **d.payload}
-        seconds = billed.get("duration")
+            fp = self.fingerprints[d.canon] = names.fingerprint(self.model, d.canon)
+        seconds = d.payload.get("duration")
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-            billed["duration"] = default_duration  # a user schema may type it otherwise
-        specs.append(
-            JobSpec(
-                run=run,
-                key=d.key,
-                name=d.name,
-                model=model,
-                payload=d.payload,
-                fingerprint=fp,
-                output_name=stems[d.key],
-                sweep=dict(d.sweep),
-                repeat=d.repeat,
-                cost=price.estimate(billed, default_duration=default_duration),
-                source=d.origin.source,
-                rows_of=d.rows_of,
+            seconds = self.default_duration  # a user schema may type it otherwise
+        billed = (seconds, d.payload.get("sound", self.default_sound))
+        cost = self.costs.get(billed)
+        if cost is None:
+            cost = self.costs[billed] = self.price.estimate(
+                {"duration": billed[0], "sound": billed[1]}, default_duration=self.default_duration
             )
+        return JobSpec(
+            run=self.run,
+            key=d.key,
+            name=d.name,
+            model=self.model,
+            payload=d.payload,
+            fingerprint=fp,
+            output_name=self.stems.add(d.key, names.output_stem(d.name, d.name_parts, d.repeat)),
+            sweep=dict(d.sweep),
+            repeat=d.repeat,
+            cost=cost,
+            source=d.origin.source,
+            rows_of=d.rows_of,
         )
-    return tuple(specs)
 
 
 def row_name(base: str, row: Row, seen: Counter[str]) -> str:

@@ -44,8 +44,21 @@ def short_hash(text: str, n: int = 8) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:n]
 
 
+_ALREADY_SAFE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_]|\.(?!\.)|-(?!-))*(?<![.-])\Z")
+
+
 def slug(text: str, *, fallback: str = "job", max_len: int = MAX_STEM) -> str:
     """A filesystem-safe rendering of `text` (see the module invariants)."""
+    if (
+        len(text) <= max_len
+        and _ALREADY_SAFE.match(text)
+        and text.split(".", 1)[0].upper() not in _RESERVED
+    ):
+        return text  # what the steps below would return, only sooner
+    return _slug(text, fallback=fallback, max_len=max_len)
+
+
+def _slug(text: str, *, fallback: str, max_len: int) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     s = _UNSAFE.sub("-", ascii_text)
     s = _DASHES.sub("-", _DOTS.sub(".", s)).lstrip(".-").rstrip(".-")
@@ -72,9 +85,12 @@ def normalize(value: Any) -> Any:
     return value
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
     """Sorted keys, no spaces, non-ASCII kept (call on `normalize`d data)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL.encode(value)
 
 
 def fingerprint(model: str, payload_json: str) -> str:
@@ -121,7 +137,12 @@ def name_part(field: str, value: Any) -> str:
 
 def job_key(run: str, name: str, parts: Sequence[str], repeat: int) -> str:
     """`run/job[/field=value,...][#n]` from `key_part`s; copy 0 of a repeat has no suffix."""
-    key = f"{_escape(run)}/{_escape(name)}"
+    return job_key_after(f"{_escape(run)}/{_escape(name)}", parts, repeat)
+
+
+def job_key_after(head: str, parts: Sequence[str], repeat: int) -> str:
+    """`job_key` from its head (`job_key(run, name, (), 0)`), for many keys of one job."""
+    key = head
     if parts:
         key += "/" + ",".join(parts)
     if repeat:
@@ -139,20 +160,28 @@ def output_stem(name: str, parts: Sequence[str], repeat: int) -> str:
     return stem
 
 
-def unique_stems(stems: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """key -> stem, made unique case-insensitively: later collisions get a key hash."""
-    taken: set[str] = set()
-    out: dict[str, str] = {}
-    for key, stem in stems:
+class UniqueStems:
+    """Stems made unique case-insensitively, in the order they come: a later collision gets
+    a hash of its key."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def add(self, key: str, stem: str) -> str:
         candidate = stem
         tries = 0
-        while candidate.casefold() in taken:
+        while candidate.casefold() in self.taken:
             salt = key if tries == 0 else f"{key}#{tries}"
             candidate = f"{stem[: MAX_STEM - 9].rstrip('.-')}-{short_hash(salt)}"
             tries += 1
-        taken.add(candidate.casefold())
-        out[key] = candidate
-    return out
+        self.taken.add(candidate.casefold())
+        return candidate
+
+
+def unique_stems(stems: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """key -> stem, made unique case-insensitively: later collisions get a key hash."""
+    unique = UniqueStems()
+    return {key: unique.add(key, stem) for key, stem in stems}
 
 
 def sweep_items(sweep: Mapping[str, Any]) -> list[tuple[str, Any]]:

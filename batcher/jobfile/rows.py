@@ -91,9 +91,9 @@ class _Reader:
             self.too_many = True
             return
         n = self.seen - 1
-        row = Row(number=n + 1, origin=self.origin(line, 1, f"{self.where}[{n}]"))
+        row = Row(number=n + 1, origin=Origin.cell(self.display, line, 1, self.where, n, ""))
         for column, value, vline, vcol in values:
-            origin = self.origin(vline, vcol, f"{self.where}[{n}].{column}")
+            origin = Origin.cell(self.display, vline, vcol, self.where, n, column)
             if column == "name":
                 if value is not None and str(value).strip():
                     row.name = (str(value).strip(), origin)

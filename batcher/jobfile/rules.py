@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from jsonschema import Draft202012Validator
@@ -79,26 +79,34 @@ class Checker:
         self.doc = doc
         self.schema = schema
         self.validator = schema.validator
-        self.cache: dict[str, list[Finding]] = {}
+        self.cache: dict[str, tuple[Finding, ...]] = {}
+        self.seen: dict[Problem, None] = {}
         default = schema.default("duration")
         self.default_duration = default if isinstance(default, int) else None
         self.has_shot_type = "shot_type" in schema.schema.get("properties", {})
         self.fields = _fieldwise(schema.schema)
         self.required = [r for r in schema.schema.get("required", []) if isinstance(r, str)]
-        self.field_cache: dict[tuple[str, int], tuple[Any, list[Finding]]] = {}
+        self.quick = {k: q for k, q in _quick_checks(schema.schema).items() if q is not None}
+        self.field_cache: dict[tuple[Any, ...], tuple[Any, list[Finding]]] = {}
 
-    def check(self, drafts: list[Draft]) -> list[Problem]:
-        seen: dict[Problem, None] = {}
+    def check(self, drafts: Iterable[Draft]) -> list[Problem]:
         for d in drafts:
-            findings = self.cache.get(d.canon)
-            if findings is None:
-                findings = self.cache[d.canon] = list(self.findings(d.payload))
-            for f in findings:
-                seen.setdefault(self.locate(d, f), None)
-        return list(seen)
+            self.add(d)
+        return self.problems()
+
+    def add(self, d: Draft) -> None:
+        """Check one draft (its problems are kept, each once)."""
+        findings = self.cache.get(d.canon)
+        if findings is None:
+            findings = self.cache[d.canon] = tuple(self.findings(d.payload))
+        for f in findings:
+            self.seen.setdefault(self.locate(d, f), None)
+
+    def problems(self) -> list[Problem]:
+        return list(self.seen)
 
     def locate(self, d: Draft, f: Finding) -> Problem:
-        origin = d.origins.get(str(f.path[0])) if f.path else None
+        origin = d.origin_of(str(f.path[0])) if f.path else None
         if origin is None:
             o: Origin = d.origin
         else:
@@ -110,33 +118,47 @@ class Checker:
 
     # -- findings ------------------------------------------------------------------------
     def findings(self, payload: Mapping[str, Any]) -> Iterator[Finding]:
-        yield from self.schema_findings(payload)
-        yield from self.unknown_keys(payload, self.schema.schema, ())
-        yield from _non_finite(payload, ())
-        yield from self.prompt_findings(payload)
+        if self.fields is None:
+            for error in self.validator.iter_errors(payload):
+                yield from _describe(error, ())
+            yield from self.unknown_keys(payload, self.schema.schema, ())
+            yield from _non_finite(payload, ())
+            yield from self.prompt_findings(payload.get("prompt"))
+        else:
+            for name in self.required:
+                if name not in payload:
+                    yield Finding((), f"missing required field {name!r}")
+            for k, v in payload.items():
+                yield from self.field_findings(k, v)
         shots = payload.get("multi_prompt")
         if isinstance(shots, list):
             yield from self.shot_findings(payload, shots)
 
-    def schema_findings(self, payload: Mapping[str, Any]) -> Iterator[Finding]:
-        if self.fields is None:
-            for error in self.validator.iter_errors(payload):
-                yield from _describe(error, ())
-            return
-        # Field by field, each distinct value once: the same findings as the whole-object
-        # check for schemas that `_fieldwise` accepts (tests hold the two equal).
-        for name in self.required:
-            if name not in payload:
-                yield Finding((), f"missing required field {name!r}")
-        for k, v in payload.items():
-            validator = self.fields.get(k)
-            if validator is None:
-                continue  # an unknown key: never in a payload (structure.py drops them)
-            hit = self.field_cache.get((k, id(v)))
-            if hit is None:
-                found = [f for e in validator.iter_errors(v) for f in _describe(e, (k,))]
-                hit = self.field_cache[(k, id(v))] = (v, found)  # v kept alive: id stays valid
-            yield from hit[1]
+    def field_findings(self, k: str, v: Any) -> list[Finding]:
+        """What is wrong with one field's value on its own (field by field, when exact).
+
+        A value its field's quick check accepts is valid; any other is checked by the
+        validator, once per distinct value (tests hold this equal to the whole-object check).
+        """
+        quick = self.quick.get(k)
+        if quick is not None and quick(v):
+            return list(self.prompt_findings(v)) if k == "prompt" else []
+        if isinstance(v, str | int | float | bool | None):
+            cache_key: tuple[Any, ...] = (k, type(v), v)
+        else:
+            cache_key = (k, id(v))
+        hit = self.field_cache.get(cache_key)
+        if hit is None:
+            found: list[Finding] = []
+            validator = self.fields.get(k) if self.fields is not None else None
+            if validator is not None:  # else an unknown key: structure.py drops them
+                found += [f for e in validator.iter_errors(v) for f in _describe(e, (k,))]
+                found += self.unknown_keys(v, self.schema.schema["properties"][k], (k,))
+                found += _non_finite(v, (k,))
+                if k == "prompt":
+                    found += self.prompt_findings(v)
+            hit = self.field_cache[cache_key] = (v, found)  # v kept alive: its id stays valid
+        return hit[1]
 
     def unknown_keys(self, value: Any, schema: Any, path: YPath) -> Iterator[Finding]:
         if not isinstance(schema, dict):
@@ -154,8 +176,7 @@ class Checker:
             for i, v in enumerate(value):
                 yield from self.unknown_keys(v, schema["items"], (*path, i))
 
-    def prompt_findings(self, payload: Mapping[str, Any]) -> Iterator[Finding]:
-        prompt = payload.get("prompt")
+    def prompt_findings(self, prompt: Any) -> Iterator[Finding]:
         if isinstance(prompt, str):
             if not prompt.strip():
                 yield Finding(("prompt",), "prompt is empty")
@@ -250,6 +271,59 @@ def _fieldwise(schema: Mapping[str, Any]) -> dict[str, Draft202012Validator] | N
     ):
         return None
     return {k: Draft202012Validator(sub) for k, sub in props.items()}
+
+
+_ANNOTATIONS = {"title", "description", "default", "examples", "$comment", "format"}
+_QUICK_TYPES: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: type(v) is int,
+    "number": lambda v: type(v) is int or (type(v) is float and math.isfinite(v)),
+    "boolean": lambda v: type(v) is bool,
+}
+
+
+def _quick_checks(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """field -> a quick check that accepts only values the field's schema accepts (None when
+    the field's schema is not simple enough); a value it does not accept goes to jsonschema."""
+    props = schema.get("properties")
+    if not isinstance(props, dict):
+        return {}
+    return {k: _quick(sub) for k, sub in props.items()}
+
+
+def _quick(sub: Any) -> Any:
+    if not isinstance(sub, dict) or not isinstance(sub.get("type"), str):
+        return None
+    rest = {k for k in sub if not k.startswith("x-")} - _ANNOTATIONS - {"type"}
+    if not rest <= {"enum", "minimum", "maximum", "minLength", "maxLength"}:
+        return None
+    of_type = _QUICK_TYPES.get(sub["type"])
+    enum, lo, hi = sub.get("enum"), sub.get("minimum"), sub.get("maximum")
+    short, long = sub.get("minLength"), sub.get("maxLength")
+    if of_type is None or any(
+        x is not None and (isinstance(x, bool) or not isinstance(x, int | float))
+        for x in (lo, hi, short, long)
+    ):
+        return None
+    if enum is not None and not isinstance(enum, list):
+        return None
+    if (lo, hi) != (None, None) and sub["type"] not in ("integer", "number"):
+        return None
+    if (short, long) != (None, None) and sub["type"] != "string":
+        return None
+
+    def check(v: Any) -> bool:
+        if not of_type(v):
+            return False
+        if enum is not None and not any(type(e) is type(v) and e == v for e in enum):
+            return False
+        if lo is not None and not v >= lo or hi is not None and not v <= hi:
+            return False
+        if short is not None and not len(v) >= short or long is not None and not len(v) <= long:
+            return False
+        return True
+
+    return check
 
 
 def _describe(error: ValidationError, prefix: YPath) -> Iterator[Finding]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,11 +242,16 @@ class Reader:
             return body
         if not jobs:
             self.error(("jobs",), "is an empty list: add at least one job")
+        body.entries = self.entries(jobs, inputs, defaults)
+        return body
+
+    def entries(self, jobs: list[Any], inputs: tuple[str, ...], defaults: Entry) -> Iterator[Entry]:
+        """Each job entry, read as it is asked for (its problems added as it is read)."""
         for i, item in enumerate(jobs):
+            jobs[i] = None  # the entry holds what is needed: the document's copy can go
             entry = self.entry(i, item, inputs, defaults)
             if entry is not None:
-                body.entries.append(entry)
-        return body
+                yield entry
 
     def vars(self) -> dict[str, Value]:
         raw = self.root.get("vars")
@@ -262,10 +268,17 @@ class Reader:
         return out
 
     def section(
-        self, path: YPath, inputs: tuple[str, ...], extra: tuple[str, ...], *, what: str
+        self,
+        path: YPath,
+        inputs: tuple[str, ...],
+        extra: tuple[str, ...],
+        *,
+        what: str,
+        node: Any = None,
     ) -> Entry:
-        """`defaults:` or one job mapping: input fields, sweep, repeat (+ name, rows)."""
-        node = self.doc_get(path)
+        """`defaults:` or one job mapping (`node`, else read at `path`): input fields, sweep,
+        repeat (+ name, rows)."""
+        node = self.doc_get(path) if node is None else node
         origin = yaml_origin(self.doc, path)
         entry = Entry(index=-1, origin=origin, name=None, name_origin=origin, repeat=0)
         table = (self.mapping(path, node, what) if node is not None else None) or {}
@@ -283,7 +296,7 @@ class Reader:
 
     def raw(self, path: YPath) -> str:
         """The source text of a scalar, as written."""
-        start, end = self.doc.spans.get(path, (0, 0))
+        start, end = self.doc.span(path) or (0, 0)
         return self.doc.text[start:end]
 
     def doc_get(self, path: YPath) -> Any:
@@ -358,7 +371,7 @@ class Reader:
             own.fields["prompt"] = (item, origin)
             item = {}
         elif isinstance(item, dict):
-            own = self.section(path, inputs, ENTRY_KEYS, what="a job")
+            own = self.section(path, inputs, ENTRY_KEYS, what="a job", node=item)
         else:
             self.error(path, f"a job must be a mapping (or a prompt text), not {kind(item)}")
             return None
@@ -381,9 +394,12 @@ class Reader:
             else:
                 what = f"rows must be the path of a .csv, .tsv or .jsonl file, not {kind(r)}"
                 self.error((*path, "rows"), what)
-        e.fields = {**defaults.fields, **own.fields}
-        e.sweep = {k: v for k, v in defaults.sweep.items() if k not in own.fields}
-        e.sweep.update(own.sweep)
+        e.fields = {**defaults.fields, **own.fields} if defaults.fields else own.fields
+        if defaults.sweep:
+            e.sweep = {k: v for k, v in defaults.sweep.items() if k not in own.fields}
+            e.sweep.update(own.sweep)
+        else:
+            e.sweep = own.sweep
         e.repeat = own.repeat or defaults.repeat or 1
         return e
 

@@ -23,6 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
+from yaml.events import (
+    DocumentEndEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from batcher.errors import JobFileInvalid, Problem
@@ -32,6 +42,7 @@ Pos = tuple[int, int]
 
 MAX_DEPTH = 64  # job files are shallow; deeper nesting is a mistake (or an attack)
 MAX_REVISITS = 100_000  # nodes reached again through aliases: stops "billion laughs"
+SHALLOW = 2  # the fast path indexes paths this short; deeper ones are indexed on demand
 
 _EXP_FLOAT = re.compile(
     r"^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+|[-+]?\.[0-9_]+[eE][-+]?[0-9]+)$"
@@ -76,7 +87,12 @@ def fmt_path(path: YPath) -> str:
 
 @dataclass
 class Doc:
-    """A parsed YAML document: data, positions and the problems met while building it."""
+    """A parsed YAML document: data, positions and the problems met while building it.
+
+    After the fast path (`parse` on a plain document) only paths of up to `SHALLOW` parts
+    are indexed; the first question about a deeper one indexes the whole text (a second
+    parse, paid only when a problem is reported deep inside a file).
+    """
 
     file: str
     text: str
@@ -85,9 +101,20 @@ class Doc:
     keys: dict[YPath, Pos] = field(default_factory=dict)
     spans: dict[YPath, tuple[int, int]] = field(default_factory=dict)  # scalar text offsets
     problems: list[Problem] = field(default_factory=list)
+    complete: bool = True  # every path indexed
+
+    def _deep(self, path: YPath) -> None:
+        if not self.complete and len(path) > SHALLOW:
+            full = Doc(file=self.file, text=self.text)
+            root = _compose(self.text, _FastLoader)
+            if root is not None:
+                _Builder(full, yaml.SafeLoader("")).build(root)
+            self.values, self.keys, self.spans = full.values, full.keys, full.spans
+            self.complete = True
 
     def pos(self, path: YPath) -> Pos:
         """Position of the value at `path`, else of its nearest written ancestor."""
+        self._deep(path)
         while path:
             found = self.values.get(path)
             if found is not None:
@@ -97,14 +124,26 @@ class Doc:
 
     def key_pos(self, path: YPath) -> Pos:
         """Position of the key leading to `path` (the value's position when unknown)."""
+        self._deep(path)
         return self.keys.get(path) or self.pos(path)
+
+    def span(self, path: YPath) -> tuple[int, int] | None:
+        """Text offsets of the scalar at `path`, as written (None when it is not a scalar)."""
+        self._deep(path)
+        return self.spans.get(path)
 
     def problem(self, pos: Pos, where: str, what: str, *, warning: bool = False) -> Problem:
         return Problem(self.file, pos[0], pos[1], where, what, "warning" if warning else "error")
 
 
-def parse(text: str, *, file: str) -> Doc:
-    """Parse one YAML document; raise `JobFileInvalid` on a syntax error."""
+def parse(text: str, *, file: str, careful: bool = False) -> Doc:
+    """Parse one YAML document; raise `JobFileInvalid` on a syntax error.
+
+    The fast path serves plain documents; `careful` (for tests) always takes the other.
+    """
+    doc = Doc(file=file, text=text)
+    if not careful and _Fast(doc).build():
+        return doc
     doc = Doc(file=file, text=text)
     try:
         root = _compose(text, _FastLoader)
@@ -266,3 +305,108 @@ class _Builder:
 
     def error(self, node: Node, path: YPath, what: str) -> None:
         self.doc.problems.append(self.doc.problem(_pos(node), fmt_path(path), what))
+
+
+class _Bail(Exception):
+    """The document needs the careful path (aliases, tags, merges, duplicates, errors)."""
+
+
+class _Fast:
+    """Plain data straight from libyaml's events, no nodes kept; shallow paths indexed.
+
+    Anything unusual (an alias, a merge key, an explicit tag, a duplicate or non-text key,
+    a value the careful path would report, a syntax error, deep nesting) bails out, and
+    `parse` takes the careful path, which reports it. On what it accepts, it builds the
+    same data as the careful path.
+    """
+
+    def __init__(self, doc: Doc) -> None:
+        self.doc = doc
+        self.loader = _FastLoader(doc.text)
+        self.get: Callable[[], Any] = self.loader.get_event  # events, with marks
+        self.plain: dict[str, Any] = {}  # plain scalar text -> its value, when not text
+        self.keys: dict[str, str] = {}
+
+    def build(self) -> bool:
+        try:
+            self.get()  # stream start
+            event = self.get()
+            if type(event) is StreamEndEvent:
+                self.doc.complete = False
+                return True
+            if type(event) is not DocumentStartEvent:
+                return False
+            self.doc.data = self.node(self.get(), (), 0)
+            if type(self.get()) is not DocumentEndEvent or type(self.get()) is not StreamEndEvent:
+                return False  # more than one document: the careful path says so
+        except (_Bail, yaml.YAMLError, RecursionError):
+            return False
+        finally:
+            self.loader.dispose()
+        self.doc.complete = False
+        return True
+
+    def node(self, event: Any, path: YPath | None, depth: int) -> Any:
+        kind = type(event)
+        if path is not None:
+            mark = event.start_mark
+            self.doc.values[path] = (mark.line + 1, mark.column + 1)
+        if kind is ScalarEvent:
+            if path is not None:
+                self.doc.spans[path] = (event.start_mark.index, event.end_mark.index)
+            return self.scalar(event)
+        if kind is not SequenceStartEvent and kind is not MappingStartEvent:
+            raise _Bail  # an alias
+        if depth >= MAX_DEPTH or event.tag is not None:
+            raise _Bail
+        get = self.get
+        if kind is SequenceStartEvent:
+            items: list[Any] = []
+            while True:
+                event = get()
+                if type(event) is SequenceEndEvent:
+                    return items
+                sub = (*path, len(items)) if path is not None and depth < SHALLOW else None
+                items.append(self.node(event, sub, depth + 1))
+        table: dict[str, Any] = {}
+        while True:
+            event = get()
+            if type(event) is MappingEndEvent:
+                return table
+            if type(event) is not ScalarEvent or event.tag is not None:
+                raise _Bail
+            key = event.value
+            key = self.keys.setdefault(key, key)  # one string per distinct key, not per use
+            if key in table or key == "<<":
+                raise _Bail
+            sub = None
+            if path is not None and depth < SHALLOW:
+                sub = (*path, key)
+                key_mark: Any = event.start_mark
+                self.doc.keys[sub] = (key_mark.line + 1, key_mark.column + 1)
+            event = get()
+            if sub is None and type(event) is ScalarEvent:
+                table[key] = self.scalar(event)  # the common case, without a call
+            else:
+                table[key] = self.node(event, sub, depth + 1)
+
+    def scalar(self, event: Any) -> Any:
+        if event.tag is not None:
+            raise _Bail
+        text: str = event.value
+        if not event.implicit[0]:
+            return text  # quoted
+        known = self.plain.get(text)
+        if known is not None:
+            return known[0]
+        tag = self.loader.resolve(ScalarNode, text, (True, False))
+        if tag == _T + "str" or tag in _KEEP_TEXT or (tag in _SEXAGESIMAL and ":" in text):
+            return text
+        if tag not in _SCALAR_TAGS:
+            raise _Bail
+        try:
+            value = self.loader.yaml_constructors[tag](self.loader, ScalarNode(tag, text))
+        except (yaml.YAMLError, ValueError):
+            raise _Bail from None
+        self.plain[text] = (value,)
+        return value
