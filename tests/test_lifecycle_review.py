@@ -3,6 +3,7 @@ against the emulator through the real ports, with fault-injecting fakes around t
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +217,7 @@ async def test_concurrency_one_never_has_two_remote(tmp_path: Path) -> None:
 async def test_rejected_jobs_do_not_use_up_the_budget(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     jobs = specs(3)
-    bad = JobSpec(**{**jobs[0].__dict__, "payload": {"prompt": "x", "cfg_scale": 7}})
+    bad = JobSpec(**{**asdict(jobs[0]), "payload": {"prompt": "x", "cfg_scale": 7}})
     h.store.sync_jobs("r", [bad, jobs[1], jobs[2]])
     summary = await h.run(max_cost=1.0, concurrency=1)  # 0.84 each: one real render fits
     _ = (summary, h.states(), h.store.money(["r"]).at_most)
@@ -235,7 +236,7 @@ async def test_max_cost_holds_when_a_job_is_requeued_during_pacing(tmp_path: Pat
     h = Harness(tmp_path, EmulatorConfig(speed=0.001, faults=parse_faults(["fail:1#1"])))
     jobs = specs(2)
     long = specs(1, duration=15, prompt="long")[0]
-    jobs[0] = JobSpec(**{**long.__dict__, "cost": 2.52})
+    jobs[0] = JobSpec(**{**asdict(long), "cost": 2.52})
     h.store.sync_jobs("r", jobs)
     jumps = Jumps()
 

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ def version(prompt: str) -> list[JobSpec]:
     """The one job `r/job-0` with this prompt (a new version whenever the prompt changes)."""
     [spec] = specs(1)
     payload = {"prompt": prompt, "duration": 5}
-    return [JobSpec(**{**spec.__dict__, "payload": payload, "fingerprint": prompt})]
+    return [JobSpec(**{**asdict(spec), "payload": payload, "fingerprint": prompt})]
 
 
 def sync(h: Harness, jobs: list[JobSpec]) -> None:
@@ -185,7 +186,7 @@ def file_host() -> Any:
 def named(name: str, fingerprint: str = "") -> JobSpec:
     [spec] = specs(1)
     return JobSpec(
-        **{**spec.__dict__, "key": f"r/{name}", "name": name, "output_name": name}
+        **{**asdict(spec), "key": f"r/{name}", "name": name, "output_name": name}
         | {"fingerprint": fingerprint or name}
     )
 
@@ -270,7 +271,7 @@ def as_before_m003(store: Store, job_id: int, paths: list[str]) -> None:
         entry["path"] = new
     side.unlink()
     (folder / f"{os.path.splitext(paths[0])[0]}.json").write_text(json.dumps(data))
-    moved = [{**o.__dict__, "path": p} for o, p in zip(rec.outputs, paths, strict=True)]
+    moved = [{**asdict(o), "path": p} for o, p in zip(rec.outputs, paths, strict=True)]
     store._conn.execute("UPDATE jobs SET outputs=? WHERE id=?", (json.dumps(moved), job_id))
 
 

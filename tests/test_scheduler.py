@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,7 @@ async def test_edited_job_is_a_new_version_and_the_old_file_is_kept(tmp_path: Pa
     edited = specs(2)
     edited[1] = JobSpec(
         **{
-            **edited[1].__dict__,
+            **asdict(edited[1]),
             "payload": {"prompt": "a wolf", "duration": 5},
             "fingerprint": "new",
         }
@@ -270,7 +271,7 @@ async def test_failed_generations_retry_then_fail_for_good_with_history(tmp_path
 async def test_invalid_payload_fails_at_once_with_the_servers_detail(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     bad = specs(1)[0]
-    bad = JobSpec(**{**bad.__dict__, "payload": {"prompt": "x", "cfg_scale": 7}})
+    bad = JobSpec(**{**asdict(bad), "payload": {"prompt": "x", "cfg_scale": 7}})
     h.store.sync_jobs("r", [bad])
     await h.run()
     [rec] = h.store.records("r")
@@ -401,7 +402,7 @@ async def test_a_superseded_version_in_flight_is_still_downloaded(tmp_path: Path
     await submit_by_hand(h, v1.id, v1.payload)
     edited = JobSpec(
         **{
-            **specs(1)[0].__dict__,
+            **asdict(specs(1)[0]),
             "payload": {"prompt": "edited", "duration": 5},
             "fingerprint": "v2",
         }
@@ -504,12 +505,12 @@ async def test_a_job_resumed_after_its_deadline_is_polled_before_giving_up(tmp_p
 async def test_an_archived_version_never_lands_on_another_jobs_file(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     clip, other = specs(2)
-    other = JobSpec(**{**other.__dict__, "output_name": "job-0.v1", "key": "r/job-0.v1"})
+    other = JobSpec(**{**asdict(other), "output_name": "job-0.v1", "key": "r/job-0.v1"})
     h.store.sync_jobs("r", [clip, other])
     await h.run()
     theirs = (tmp_path / "out" / "job-0.v1.mp4").read_bytes()
     edited = JobSpec(
-        **{**clip.__dict__, "payload": {"prompt": "edited", "duration": 5}, "fingerprint": "v2"}
+        **{**asdict(clip), "payload": {"prompt": "edited", "duration": 5}, "fingerprint": "v2"}
     )
     h.store.sync_jobs("r", [edited, other])
     await h.run()
@@ -528,7 +529,7 @@ async def test_going_back_to_a_rendered_payload_renders_nothing(tmp_path: Path) 
     edited = [
         JobSpec(
             **{
-                **original[0].__dict__,
+                **asdict(original[0]),
                 "payload": {"prompt": "dusk", "duration": 5},
                 "fingerprint": "dusk",
             }
@@ -545,7 +546,7 @@ async def test_going_back_to_a_rendered_payload_renders_nothing(tmp_path: Path) 
     assert current.version == 1 and current.state is JobState.DONE
     assert (tmp_path / "out" / current.outputs[0].path).exists()
     edited_again = [
-        JobSpec(**{**original[0].__dict__, "payload": {"prompt": "noon"}, "fingerprint": "noon"})
+        JobSpec(**{**asdict(original[0]), "payload": {"prompt": "noon"}, "fingerprint": "noon"})
     ]
     assert h.store.sync_jobs("r", edited_again).changed == ("r/job-0",)  # version 3, no clash
     await h.run()

@@ -22,7 +22,7 @@ from batcher.errors import StateError
 from batcher.models import JobRecord, Money
 from batcher.operations import render_time_lines, render_times
 from batcher.posters import ensure_posters
-from batcher.report import csv_lines, jsonl_lines, render_html, render_yaml
+from batcher.report import csv_lines, html_pieces, jsonl_lines, render_yaml
 from batcher.store import Store
 
 FORMATS = ("html", "csv", "jsonl", "yaml")
@@ -87,16 +87,14 @@ def render(
         return jsonl_lines(records)
     records = list(records)
     if fmt == "html":
-        return [
-            render_html(
-                records,
-                out_dir=page_dir,
-                title=title,
-                render_times=render_times,
-                money=money,
-                emulated=emulated,
-            )
-        ]
+        return html_pieces(
+            records,
+            out_dir=page_dir,
+            title=title,
+            render_times=render_times,
+            money=money,
+            emulated=emulated,
+        )
     return [render_yaml(records, partial=partial)]
 
 

@@ -77,6 +77,7 @@ class Expander:
         self.doc = doc
         self.schema = schema
         self.run = run
+        self.run_key = names.key_text(run)
         self.base_dir = base_dir
         self.props: Mapping[str, Any] = schema.schema.get("properties", {})
         self.order = {k: i for i, k in enumerate(self.props)}
@@ -159,7 +160,7 @@ class Expander:
     ) -> Iterator[Draft]:
         base = {k: self.prepare(k, v) for k, v in fields.items()}
         order = self.field_order((*base, *sweep))
-        head = names.job_key(self.run, name, (), 0)
+        head = f"{self.run_key}/{names.key_text(name)}"  # job_key(run, name, (), 0)
         if not sweep:  # one payload (the usual prompt-per-job file): no product to take
             payload = {k: base[k][0] for k in order}
             fields_of = self.add_shot_type(payload, base)

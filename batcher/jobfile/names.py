@@ -140,6 +140,12 @@ def job_key(run: str, name: str, parts: Sequence[str], repeat: int) -> str:
     return job_key_after(f"{_escape(run)}/{_escape(name)}", parts, repeat)
 
 
+def key_text(text: str) -> str:
+    """A run or job name as keys write it (separators escaped): `job_key(run, name, (), 0)`
+    is `f"{key_text(run)}/{key_text(name)}"`."""
+    return _escape(text)
+
+
 def job_key_after(head: str, parts: Sequence[str], repeat: int) -> str:
     """`job_key` from its head (`job_key(run, name, (), 0)`), for many keys of one job."""
     key = head

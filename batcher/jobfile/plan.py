@@ -93,12 +93,14 @@ def plan_json(
     text = json.dumps(_envelope(jf, rows, extra), ensure_ascii=False, indent=1)
     head, tail = text.split(json.dumps(_JOBS), 1)
     yield head + "["
+    encode = _ENCODER.encode
     for i, r in enumerate(rows):
-        yield ("\n  " if i == 0 else ",\n  ") + json.dumps(job_entry(r), ensure_ascii=False)
+        yield ("\n  " if i == 0 else ",\n  ") + encode(job_entry(r))
     yield ("\n ]" if rows else "]") + tail + "\n"
 
 
 _JOBS = "\x00jobs\x00"  # where the jobs go in the envelope's text
+_ENCODER = json.JSONEncoder(ensure_ascii=False)  # one coder for every job line
 
 
 def job_entry(r: PlanRow) -> dict[str, Any]:

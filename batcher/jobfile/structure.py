@@ -275,11 +275,12 @@ class Reader:
         *,
         what: str,
         node: Any = None,
+        origin: Origin | None = None,
     ) -> Entry:
         """`defaults:` or one job mapping (`node`, else read at `path`): input fields, sweep,
         repeat (+ name, rows)."""
         node = self.doc_get(path) if node is None else node
-        origin = yaml_origin(self.doc, path)
+        origin = yaml_origin(self.doc, path) if origin is None else origin
         entry = Entry(index=-1, origin=origin, name=None, name_origin=origin, repeat=0)
         table = (self.mapping(path, node, what) if node is not None else None) or {}
         for key, value in table.items():
@@ -371,7 +372,7 @@ class Reader:
             own.fields["prompt"] = (item, origin)
             item = {}
         elif isinstance(item, dict):
-            own = self.section(path, inputs, ENTRY_KEYS, what="a job", node=item)
+            own = self.section(path, inputs, ENTRY_KEYS, what="a job", node=item, origin=origin)
         else:
             self.error(path, f"a job must be a mapping (or a prompt text), not {kind(item)}")
             return None

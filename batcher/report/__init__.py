@@ -8,7 +8,7 @@ superseded versions, in store order) and returns text, or yields it in pieces
 
 from __future__ import annotations
 
-from batcher.report.html import render_html
+from batcher.report.html import html_pieces, render_html
 from batcher.report.manifest import (
     CSV_COLUMNS,
     csv_lines,
@@ -26,6 +26,7 @@ __all__ = [
     "jsonl_lines",
     "manifest_schema",
     "render_csv",
+    "html_pieces",
     "render_html",
     "render_jsonl",
     "render_yaml",

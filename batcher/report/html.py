@@ -28,7 +28,7 @@ import html
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -296,26 +296,23 @@ def _corner(rows: str | None, cols: str | None) -> str:
     return (rows or "") + joiner + (f"{cols} \u2192" if cols else "")
 
 
-def _grid_table(group: Group, card_of: Callable[[JobRecord], str]) -> str:
+def _grid_table(group: Group, card_of: Callable[[JobRecord], str]) -> Iterator[str]:
     rows, cols = group.default_layout
     grid = layout(group, rows, cols)
     head = "".join(f'<th class="col">{esc(c.col or "")}</th>' for c in grid[0])
-    body = "".join(
-        f'<tr><th class="row">{esc(line[0].row or "")}</th>'
-        + "".join(
+    yield (
+        f'<table class="grid"><thead><tr><th class="corner">{esc(_corner(rows, cols))}</th>'
+        f"{head}</tr></thead><tbody>"
+    )
+    for line in grid:
+        yield f'<tr><th class="row">{esc(line[0].row or "")}</th>' + "".join(
             f'<td><div class="cell">{"".join(card_of(r) for r in c.records)}</div></td>'
             for c in line
-        )
-        + "</tr>"
-        for line in grid
-    )
-    return (
-        f'<table class="grid"><thead><tr><th class="corner">{esc(_corner(rows, cols))}</th>'
-        f"{head}</tr></thead><tbody>{body}</tbody></table>"
-    )
+        ) + "</tr>"
+    yield "</tbody></table>"
 
 
-def _grid_section(gid: str, group: Group, card_of: Callable[[JobRecord], str]) -> str:
+def _grid_section(gid: str, group: Group, card_of: Callable[[JobRecord], str]) -> Iterator[str]:
     rows, cols = group.default_layout
     fields = [axis.field for axis in group.axes]
     shape = " \u00d7 ".join(f"{len(a.labels)} {esc(a.field)}" for a in group.axes)
@@ -323,14 +320,16 @@ def _grid_section(gid: str, group: Group, card_of: Callable[[JobRecord], str]) -
     extra = f" \u00d7 {repeats} repeats" if repeats > 1 else ""
     shared = group.shared
     prompt = f'<p class="prompt">{esc(shared["prompt"])}</p>' if "prompt" in shared else ""
-    return (
+    yield (
         f'<section class="group sweep" id="{gid}"><h2>{esc(group.name)} '
         f"<small>{len(group.records)} jobs: {shape}{extra}</small></h2>"
         f'<div class="shared">{prompt}{_shots(shared)}{_params(shared)}</div>'
         f'<div class="axes"><label>rows {_select("rows", fields, rows)}</label> '
         f"<label>columns {_select('cols', fields, cols)}</label></div>"
-        f'<div class="grid-wrap">{_grid_table(group, card_of)}</div></section>'
+        f'<div class="grid-wrap">'
     )
+    yield from _grid_table(group, card_of)
+    yield "</div></section>"
 
 
 def _grid_data(gid: str, group: Group, index_of: Mapping[int, int]) -> dict[str, Any]:
@@ -406,10 +405,33 @@ def render_html(
     money: Money | None = None,
     emulated: bool = False,
 ) -> str:
-    """The gallery page of `records`; `out_dir` is the folder the page will be saved in
-    (video sources are relative to it). `render_times`: lines saying what renders of the
-    run's models took (shown under the summary); `money`: the run's account (the same
-    words as `batcher status`)."""
+    """The gallery page of `records` as one text (see `html_pieces`)."""
+    return "".join(
+        html_pieces(
+            records,
+            out_dir=out_dir,
+            title=title,
+            render_times=render_times,
+            money=money,
+            emulated=emulated,
+        )
+    )
+
+
+def html_pieces(
+    records: Sequence[JobRecord],
+    *,
+    out_dir: str | os.PathLike[str],
+    title: str | None = None,
+    render_times: Sequence[str] = (),
+    money: Money | None = None,
+    emulated: bool = False,
+) -> Iterator[str]:
+    """The gallery page of `records`, in pieces as they are made (a card or a grid row at
+    a time: a 100,000-job page is never held whole); `out_dir` is the folder the page will
+    be saved in (video sources are relative to it). `render_times`: lines saying what
+    renders of the run's models took (shown under the summary); `money`: the run's account
+    (the same words as `batcher status`)."""
     _LISTINGS.clear()  # the folders as they are now, listed once for this page
     index_of = {id(r): i for i, r in enumerate(records)}
     current = [r for r in records if r.current]
@@ -426,33 +448,38 @@ def render_html(
         shared = shared_of[id(group)]
         return card(index_of[id(record)], record, out_dir, sweep_fields=fields, shared=shared)
 
-    sections = [_grid_section(f"g{n}", g, card_of) for n, g in enumerate(groups)]
-    if plain:
-        heading = "Jobs" if groups else "Gallery"
-        cards = "".join(card_of(r) for r in plain)
-        sections.append(
-            f'<section class="group plain" id="plain"><h2>{heading}</h2>'
-            f'<div class="gallery">{cards}</div></section>'
-        )
-    if superseded:
-        cards = "".join(card_of(r) for r in superseded)
-        sections.append(
-            f'<section class="group history" id="history"><details><summary>'
-            f"Superseded versions ({len(superseded)}): edited since, kept for history"
-            f'</summary><div class="gallery">{cards}</div></details></section>'
-        )
-    if not records:
-        sections.append('<p class="empty">This run has no jobs.</p>')
-    data = {"groups": [_grid_data(f"g{n}", g, index_of) for n, g in enumerate(groups)]}
     name = title or f"batcher report: {', '.join(sorted({r.run for r in records})) or 'empty'}"
-    return (
+    yield (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">'
         '<meta name="referrer" content="no-referrer">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{esc(name)}</title><style>{asset('page.css')}</style></head><body>"
         f"{_header(name, current, (r.state for r in records), render_times, money, emulated)}"
-        f"<main>{''.join(sections)}</main>"
+        "<main>"
+    )
+    for n, g in enumerate(groups):
+        yield from _grid_section(f"g{n}", g, card_of)
+    if plain:
+        heading = "Jobs" if groups else "Gallery"
+        yield (
+            f'<section class="group plain" id="plain"><h2>{heading}</h2><div class="gallery">'
+        )
+        yield from (card_of(r) for r in plain)
+        yield "</div></section>"
+    if superseded:
+        yield (
+            f'<section class="group history" id="history"><details><summary>'
+            f"Superseded versions ({len(superseded)}): edited since, kept for history"
+            f'</summary><div class="gallery">'
+        )
+        yield from (card_of(r) for r in superseded)
+        yield "</div></details></section>"
+    if not records:
+        yield '<p class="empty">This run has no jobs.</p>'
+    data = {"groups": [_grid_data(f"g{n}", g, index_of) for n, g in enumerate(groups)]}
+    yield (
+        "</main>"
         f'<script type="application/json" id="batcher-data">{script_json(data)}</script>'
         f"<script>{asset('page.js')}</script></body></html>\n"
     )
