@@ -305,10 +305,14 @@ def _grid_table(group: Group, card_of: Callable[[JobRecord], str]) -> Iterator[s
         f"{head}</tr></thead><tbody>"
     )
     for line in grid:
-        yield f'<tr><th class="row">{esc(line[0].row or "")}</th>' + "".join(
-            f'<td><div class="cell">{"".join(card_of(r) for r in c.records)}</div></td>'
-            for c in line
-        ) + "</tr>"
+        yield (
+            f'<tr><th class="row">{esc(line[0].row or "")}</th>'
+            + "".join(
+                f'<td><div class="cell">{"".join(card_of(r) for r in c.records)}</div></td>'
+                for c in line
+            )
+            + "</tr>"
+        )
     yield "</tbody></table>"
 
 
@@ -462,9 +466,7 @@ def html_pieces(
         yield from _grid_section(f"g{n}", g, card_of)
     if plain:
         heading = "Jobs" if groups else "Gallery"
-        yield (
-            f'<section class="group plain" id="plain"><h2>{heading}</h2><div class="gallery">'
-        )
+        yield (f'<section class="group plain" id="plain"><h2>{heading}</h2><div class="gallery">')
         yield from (card_of(r) for r in plain)
         yield "</div></section>"
     if superseded:
