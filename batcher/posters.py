@@ -58,39 +58,46 @@ def ensure_poster(video: Path) -> Path | None:
 
 
 def ensure_posters(records: Iterable[JobRecord]) -> None:
-    """A poster beside every recorded video (made once; again when the video changed).
-
-    Each run folder is listed once (its entries carry their times), so a report of a big
-    night whose posters are made costs a listing, not four path operations per video."""
-    listings: dict[str, dict[str, os.DirEntry[str]]] = {}
+    """A poster beside every recorded video (made once; again when the video changed)."""
+    by_folder: dict[str, list[str]] = {}
     for record in records:
-        for output in record.outputs:
-            try:
-                if "/" in output.path:  # below the run's folder: the plain way
-                    ensure_poster(Path(record.out_dir) / output.path)
-                    continue
-                folder = listings.get(record.out_dir)
-                if folder is None:
-                    folder = listings[record.out_dir] = _entries(record.out_dir)
-                if not _fresh(folder, output.path):
-                    ensure_poster(Path(record.out_dir) / output.path)
-            except Exception:  # noqa: BLE001 - a poster is a nicety: never the report's end
+        by_folder.setdefault(record.out_dir, []).extend(o.path for o in record.outputs)
+    for folder, paths in by_folder.items():
+        ensure_posters_at(folder, paths)
+
+
+def ensure_posters_at(out_dir: str, paths: Iterable[str]) -> None:
+    """A poster beside every video of `paths` (relative to the run's folder `out_dir`).
+
+    The folder is listed once (names only), so a report of a big night whose posters are
+    made costs a listing and two stats per video, not a poster made again."""
+    names: set[str] | None = None
+    for path in paths:
+        try:
+            if "/" in path:  # below the run's folder: the plain way
+                ensure_poster(Path(out_dir) / path)
                 continue
+            if names is None:
+                names = _names(out_dir)
+            if not _fresh(out_dir, names, path):
+                ensure_poster(Path(out_dir) / path)
+        except Exception:  # noqa: BLE001 - a poster is a nicety: never the report's end
+            continue
 
 
-def _entries(folder: str) -> dict[str, os.DirEntry[str]]:
+def _names(folder: str) -> set[str]:
     try:
-        return {e.name: e for e in os.scandir(folder)}
+        return {e.name for e in os.scandir(folder)}
     except OSError:
-        return {}
+        return set()
 
 
-def _fresh(folder: dict[str, os.DirEntry[str]], video: str) -> bool:
-    """Whether `video` (listed in `folder`) has a poster no older than it."""
-    made, poster = folder.get(video), folder.get(poster_name(video))
-    if made is None or poster is None:
-        return made is None  # no video: nothing to make; no poster: make it
-    return _newer(poster.stat(), made.stat())
+def _fresh(folder: str, names: set[str], video: str) -> bool:
+    """Whether `video` (listed in `names`) has a poster no older than it."""
+    poster = poster_name(video)
+    if video not in names or poster not in names:
+        return video not in names  # no video: nothing to make; no poster: make it
+    return _newer(os.stat(os.path.join(folder, poster)), os.stat(os.path.join(folder, video)))
 
 
 def _newer(poster: os.stat_result, video: os.stat_result) -> bool:

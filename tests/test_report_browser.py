@@ -241,3 +241,33 @@ def test_a_missed_escape_would_still_be_blocked_and_reported(
         assert any("Content Security Policy" in e for e in tab.errors), tab.errors
     finally:
         browser.send("Target.closeTarget", {"targetId": tab.target})
+
+
+def test_pages_link_to_each_other_from_disk(browser: Browser, tmp_path: Path) -> None:
+    """A paged report: page 1 links to page 2 by a relative link that works from file://,
+    and page 2's own script runs (its grid, its search) on its own cards."""
+    from batcher.report.html import Pages, page_names
+
+    run_dir = tmp_path / "outputs" / "tuscany"
+    records = sweep_run(run_dir)
+    ensure_posters(records)
+    pages = Pages(records, per_page=5)
+    names = page_names("report.html", len(pages))
+    assert len(names) >= 3
+    full = {r.id: r for r in records}
+    for n, name in enumerate(names):
+        text = "".join(pages.page(n, full, out_dir=tmp_path, names=names))
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    tab = browser.new_page(width=1200, height=800)
+    try:
+        tab.goto((tmp_path / "report.html").as_uri())
+        assert tab.eval(f"{CARDS}.length") == 5
+        href = tab.eval("document.querySelector('nav.pages a').href")
+        assert href == (tmp_path / "report-2.html").as_uri()
+        tab.goto(href)
+        assert tab.eval("document.title").startswith("batcher report")
+        assert tab.eval(f"{CARDS}.length") == 5
+        assert tab.eval("document.getElementById('shown').textContent") == "5 of 5 jobs shown"
+        _assert_clean(tab)
+    finally:
+        browser.send("Target.closeTarget", {"targetId": tab.target})

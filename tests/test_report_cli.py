@@ -209,3 +209,52 @@ def test_a_csv_row_sweep_is_drawn_as_one_grid(tmp_path: Path) -> None:
     assert sections == [("prompts ", "6 jobs: 3 row \u00d7 2 cfg_scale")]
     assert re.findall(r'<th class="row">([^<]*)</th>', html) == ["harbour", "market", "rooftops"]
     assert re.findall(r'<th class="col">([^<]*)</th>', html) == ["0.4", "0.7"]
+
+
+def test_a_run_bigger_than_a_page_is_split_into_linked_pages(ws: Workspace) -> None:
+    """13 jobs at 5 per page: 3 pages, each job on exactly one, each page linking the
+    others; a later report with fewer pages removes the pages it no longer writes."""
+    out = ws.root / "paged"
+    result = ws.report("tuscany", "-o", "paged/", "--per-page", "5")
+    assert result.code == 0, result.err
+    assert "3 pages" in result.out
+    names = ["report.html", "report-2.html", "report-3.html"]
+    pages = [(out / n).read_text(encoding="utf-8") for n in names]
+    cards = [re.findall(r'<article class="card[^"]*" id="(c\d+)"', p) for p in pages]
+    assert [len(c) for c in cards] == [5, 5, 3]
+    assert len({c for page in cards for c in page}) == N_SWEEP  # each job once
+    for n, page in enumerate(pages):
+        links = re.findall(r'<nav class="pages">.*?</nav>', page)[0]
+        assert re.findall(r'href="([^"]+)"', links) == [x for k, x in enumerate(names) if k != n]
+        assert f"page {n + 1} of 3" in page
+        assert f"<b>{N_SWEEP}</b> jobs" in page  # every page sums up the whole run
+        sources = re.findall(r'<video [^>]*src="([^"]+)"', page)
+        assert sources and all((out / unquote(s)).is_file() for s in sources)
+    assert "(part 1 of 3)" in pages[0] and "(part 2 of 3)" in pages[1]  # the 12-job grid
+
+    again = ws.report("tuscany", "-o", "paged/", "--per-page", "20")
+    assert again.code == 0, again.err
+    assert sorted(p.name for p in out.glob("*.html")) == ["report.html"]
+    assert len(re.findall(r'<article class="card', (out / "report.html").read_text())) == 13
+    assert '<nav class="pages">' not in (out / "report.html").read_text()
+
+
+def test_per_page_must_be_positive(ws: Workspace) -> None:
+    result = ws.report("tuscany", "--per-page", "0")
+    assert result.code == 2 and "--per-page" in result.err and "Traceback" not in result.err
+
+
+def test_lean_records_completed_by_id_are_the_full_records(ws: Workspace) -> None:
+    """What a paged report renders from (lean records + their details by id) is exactly
+    what `iter_records` gives: no field forgotten when JobRecord grows."""
+    from batcher.store import Store
+
+    with Store.open(ws.state, create=False, read_only=True) as store:
+        full = {r.id: r for r in store.iter_records("tuscany")}
+        lean = list(store.iter_records("tuscany", lean=True))
+        assert all(not r.outputs and not r.attempts for r in lean)
+        assert any(r.outputs and r.attempts for r in full.values())
+        assert store.completed(lean) == full
+        assert sorted(store.output_paths("tuscany")) == sorted(
+            o.path for r in full.values() for o in r.outputs
+        )

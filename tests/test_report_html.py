@@ -226,3 +226,31 @@ def test_no_sweep_gives_a_plain_gallery_and_no_jobs_an_empty_page(run_dir: Path)
     empty = parse(render_html([], out_dir=run_dir))
     assert "no jobs" in empty.all("main")[0].content()
     assert re.search(r"<h1>batcher report: empty</h1>", render_html([], out_dir=run_dir))
+
+
+def test_pages_keep_sections_whole_when_they_fit_and_cut_big_grids(run_dir: Path) -> None:
+    from batcher.report.html import Pages
+
+    def sweep(name: str, n: int) -> list:
+        return [make_record(run_dir, name=name, sweep={"cfg_scale": i / 100}) for i in range(n)]
+
+    def shape(pages: Pages) -> list[list[tuple[str, int, int, int]]]:
+        return [[(p.kind, len(p.records), p.number, p.of) for p in page] for page in pages.parts]
+
+    six_six = Pages([*sweep("a", 6), *sweep("b", 6)], per_page=10)
+    assert shape(six_six) == [[("grid", 6, 1, 1)], [("grid", 6, 1, 1)]]  # b starts a page
+    assert shape(Pages([*sweep("a", 3), *sweep("b", 3)], per_page=10)) == [
+        [("grid", 3, 1, 1), ("grid", 3, 1, 1)]
+    ]
+    big = Pages([*sweep("a", 25), make_record(run_dir, name="plain")], per_page=10)
+    assert shape(big) == [
+        [("grid", 10, 1, 3)],
+        [("grid", 10, 2, 3)],
+        [("grid", 5, 3, 3), ("plain", 1, 1, 1)],
+    ]
+    # each part is a grid of its own jobs: its axis holds only the values it shows
+    part = big.parts[1][0]
+    assert part.group is not None
+    assert len(part.group.axes[0].labels) == 10
+    seen = [r.id for page in big.parts for p in page for r in p.records]
+    assert len(seen) == len(set(seen)) == 26

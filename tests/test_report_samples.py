@@ -6,6 +6,7 @@ No tests live here; files are real (tiny MP4 clips when the emulator ships some)
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -43,6 +44,9 @@ def clip_bytes() -> bytes:
     """A real tiny MP4 from the emulator when there is one, else a dummy MP4 header."""
     clips = sorted(CLIPS.glob("*.mp4")) if CLIPS.is_dir() else []
     return clips[0].read_bytes() if clips else DUMMY_MP4
+
+
+_IDS = itertools.count(1)  # job ids are unique, as in a state database
 
 
 def make_record(
@@ -111,7 +115,7 @@ def make_record(
             )
         )
     return JobRecord(
-        id=seq + 1, run=run, key=key, name=name, version=version, current=current,
+        id=next(_IDS), run=run, key=key, name=name, version=version, current=current,
         model=model, fingerprint=fingerprint(model, body), payload=body, sweep=sweep,
         repeat=repeat, output_name=stem, out_dir=str(out_dir), state=state,
         request_id=request_id, attempts=tuple(attempts), error=error, outputs=tuple(outputs),

@@ -21,8 +21,9 @@ from batcher.cli.common import count, err, handle_errors, state_option
 from batcher.errors import StateError
 from batcher.models import JobRecord, Money
 from batcher.operations import render_time_lines, render_times
-from batcher.posters import ensure_posters
+from batcher.posters import ensure_posters, ensure_posters_at
 from batcher.report import csv_lines, html_pieces, jsonl_lines, render_yaml
+from batcher.report.html import PAGE_CARDS, Pages, page_names
 from batcher.store import Store
 
 FORMATS = ("html", "csv", "jsonl", "yaml")
@@ -102,10 +103,30 @@ def write_html_report(store: Store, run: str, output: Path | None) -> Path:
     """Write the HTML report of `run` (default `<run out_dir>/report.html`); its path."""
     run = pick_run(store, run)
     path = report_path(None if output is None else str(output), store.run_info(run).out_dir, "html")
-    records = store.records(run)
-    ensure_posters(records)
-    write_text(path, render(records, "html", page_dir=path.parent, **_about(store, run)))
+    write_html_pages(store, run, path)
     return path
+
+
+def write_html_pages(
+    store: Store, run: str, path: Path, *, per_page: int = PAGE_CARDS
+) -> tuple[int, int]:
+    """The HTML report of `run` at `path`, in pages of `per_page` jobs (`report.html`,
+    `report-2.html`, ...; pages a bigger report left behind are removed), posters made
+    first; (job versions shown, pages). Memory: lean records of the run and the full
+    records of one page at a time."""
+    ensure_posters_at(store.run_info(run).out_dir, store.output_paths(run))
+    lean = list(store.iter_records(run, lean=True))
+    pages = Pages(lean, per_page=per_page, **_about(store, run))
+    names = page_names(path.name, len(pages))
+    folder = path.parent.resolve()
+    for n, name in enumerate(names):
+        full = store.completed(pages.records(n))
+        write_text(folder / name, pages.page(n, full, out_dir=folder, names=names))
+    extra = len(pages) + 1
+    while (stale := folder / page_names(path.name, extra)[-1]).exists():
+        stale.unlink()  # a page of a bigger report before (numbered without gaps)
+        extra += 1
+    return len(lean), len(pages)
 
 
 def _about(store: Store, run: str) -> dict[str, Any]:
@@ -144,12 +165,25 @@ def _about(store: Store, run: str) -> dict[str, Any]:
     "instead of failing.",
 )
 @click.option(
+    "--per-page",
+    type=click.IntRange(min=1),
+    default=PAGE_CARDS,
+    show_default=True,
+    help="html: jobs per page (a bigger run gets report-2.html, ... linked from each page).",
+)
+@click.option(
     "--open", "open_it", is_flag=True, help="Open the written report (your desktop's viewer)."
 )
 @state_option
 @handle_errors
 def report(
-    run: str | None, fmt: str, output: str | None, partial: bool, open_it: bool, state_path: Path
+    run: str | None,
+    fmt: str,
+    output: str | None,
+    partial: bool,
+    per_page: int,
+    open_it: bool,
+    state_path: Path,
 ) -> None:
     """Write a report of RUN (default: the newest run).
 
@@ -162,29 +196,35 @@ def report(
     with Store.open(state_path, create=False, read_only=True) as store:
         name = pick_run(store, run)
         run_out = store.run_info(name).out_dir
-        about = _about(store, name)
-        seen = 0
-
-        def counted() -> Iterator[JobRecord]:
-            nonlocal seen
-            for record in store.iter_records(name):
-                seen += 1
-                yield record
-
-        records: Iterable[JobRecord] = counted()
-        if fmt == "html":
-            records = list(records)
-            ensure_posters(records)
         to_stdout = output == "-" or (output is None and fmt != "html")
-        page_dir = Path.cwd() if to_stdout else report_path(output, run_out, fmt).parent.resolve()
-        pieces = render(records, fmt, page_dir=page_dir, partial=partial, **about)
-        if to_stdout:
-            for piece in pieces:
-                click.echo(piece, nl=False)
-            return
-        path = report_path(output, run_out, fmt)
-        write_text(path, pieces)
-    click.echo(f"{fmt} report of run {name!r} ({count(seen, 'job version')}): {path}")
+        pages = 1
+        if fmt == "html" and not to_stdout:
+            path = report_path(output, run_out, fmt)
+            seen, pages = write_html_pages(store, name, path, per_page=per_page)
+        else:
+            seen = 0
+
+            def counted() -> Iterator[JobRecord]:
+                nonlocal seen
+                for record in store.iter_records(name):
+                    seen += 1
+                    yield record
+
+            records: Iterable[JobRecord] = counted()
+            if fmt == "html":  # to stdout: one page
+                records = list(records)
+                ensure_posters(records)
+            page_dir = Path.cwd() if to_stdout else report_path(output, run_out, fmt).parent
+            pieces = render(records, fmt, page_dir=page_dir.resolve(), partial=partial,
+                            **_about(store, name))  # fmt: skip
+            if to_stdout:
+                for piece in pieces:
+                    click.echo(piece, nl=False)
+                return
+            path = report_path(output, run_out, fmt)
+            write_text(path, pieces)
+    more = f", {pages} pages: {path.name} links the others" if pages > 1 else ""
+    click.echo(f"{fmt} report of run {name!r} ({count(seen, 'job version')}{more}): {path}")
     if open_it and click.launch(str(path), wait=True) != 0:
         err(f"batcher: warning: could not open {path}; open it yourself")
 

@@ -369,26 +369,30 @@ class _Fast:
                 sub = (*path, len(items)) if path is not None and depth < SHALLOW else None
                 items.append(self.node(event, sub, depth + 1))
         table: dict[str, Any] = {}
+        one_key = self.keys.setdefault  # one string per distinct key, not per use
+        scalar, shallow = self.scalar, path is not None and depth < SHALLOW
         while True:
             event = get()
             if type(event) is MappingEndEvent:
                 return table
             if type(event) is not ScalarEvent or event.tag is not None:
                 raise _Bail
-            key = event.value
-            key = self.keys.setdefault(key, key)  # one string per distinct key, not per use
+            key = one_key(event.value, event.value)
             if key in table or key == "<<":
                 raise _Bail
-            sub = None
-            if path is not None and depth < SHALLOW:
-                sub = (*path, key)
+            if shallow:
+                sub = (*path, key)  # type: ignore[misc]
                 key_mark: Any = event.start_mark
                 self.doc.keys[sub] = (key_mark.line + 1, key_mark.column + 1)
+                table[key] = self.node(get(), sub, depth + 1)
+                continue
             event = get()
-            if sub is None and type(event) is ScalarEvent:
-                table[key] = self.scalar(event)  # the common case, without a call
+            if type(event) is not ScalarEvent:
+                table[key] = self.node(event, None, depth + 1)
+            elif event.tag is None and not event.implicit[0]:
+                table[key] = event.value  # quoted text: the most common value of all
             else:
-                table[key] = self.node(event, sub, depth + 1)
+                table[key] = scalar(event)
 
     def scalar(self, event: Any) -> Any:
         if event.tag is not None:

@@ -85,7 +85,10 @@ def value_label(value: Any) -> str:
     """How a swept value reads in a grid header: strings as-is, the rest as JSON."""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return _LABEL(value)
+
+
+_LABEL = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode  # one coder for all
 
 
 def _is_number(value: Any) -> bool:
@@ -146,6 +149,14 @@ def group_records(records: Iterable[JobRecord]) -> tuple[list[Group], list[JobRe
         else:
             plain.extend(members)
     return groups, plain
+
+
+def regroup(group: Group, members: Sequence[JobRecord]) -> Group:
+    """The group of some of `group`'s jobs (a part of a grid too big for one page): the same
+    kind of group, its axes made of what those jobs hold."""
+    if group.row_axis is not None:
+        return _rows_group(group.name, members)
+    return Group(group.name, tuple(members), sweep_axes(members))
 
 
 def _rows_group(name: str, members: Sequence[JobRecord]) -> Group:

@@ -27,8 +27,10 @@ import hashlib
 import html
 import json
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path, PurePosixPath
@@ -37,7 +39,7 @@ from urllib.parse import quote
 
 from batcher.models import JobRecord, JobState, Money
 from batcher.posters import poster_name
-from batcher.report.grid import Group, group_records, layout, value_label
+from batcher.report.grid import Group, group_records, layout, regroup, value_label
 from batcher.report.manifest import iso, render_seconds
 
 STATE_ORDER: tuple[JobState, ...] = (
@@ -104,12 +106,15 @@ def content_security_policy() -> str:
     )
 
 
+_UNRESERVED = re.compile(r"[A-Za-z0-9._~-]+\Z")  # what `quote(text, safe="")` leaves as is
+
+
 def media_url(record: JobRecord, path: str, report_dir: str | os.PathLike[str]) -> str:
     """The URL of an output file relative to the page's folder, percent-encoded."""
     if "/" not in path and path not in ("", ".", ".."):  # a file right in the run's folder
         base = _folder_url(record.out_dir, os.fspath(report_dir))
         if base is not None:
-            return base + quote(path, safe="")
+            return base + (path if _UNRESERVED.match(path) else quote(path, safe=""))
     target = os.path.abspath(os.path.join(record.out_dir, path))
     try:
         rel = os.path.relpath(target, os.path.abspath(report_dir))
@@ -119,7 +124,7 @@ def media_url(record: JobRecord, path: str, report_dir: str | os.PathLike[str]) 
 
 
 def _listing(folder: str) -> frozenset[str]:
-    """The names in a run's folder (one listing per folder per page, not a stat per file)."""
+    """The names in a run's folder (one listing per folder per report, not a stat per file)."""
     found = _LISTINGS.get(folder)
     if found is None:
         try:
@@ -130,7 +135,7 @@ def _listing(folder: str) -> frozenset[str]:
     return found
 
 
-_LISTINGS: dict[str, frozenset[str]] = {}  # cleared for each page (see render_html)
+_LISTINGS: dict[str, frozenset[str]] = {}  # cleared for each report (see Pages)
 
 
 @lru_cache(maxsize=64)
@@ -316,7 +321,9 @@ def _grid_table(group: Group, card_of: Callable[[JobRecord], str]) -> Iterator[s
     yield "</tbody></table>"
 
 
-def _grid_section(gid: str, group: Group, card_of: Callable[[JobRecord], str]) -> Iterator[str]:
+def _grid_section(
+    gid: str, group: Group, card_of: Callable[[JobRecord], str], label: str = ""
+) -> Iterator[str]:
     rows, cols = group.default_layout
     fields = [axis.field for axis in group.axes]
     shape = " \u00d7 ".join(f"{len(a.labels)} {esc(a.field)}" for a in group.axes)
@@ -326,7 +333,7 @@ def _grid_section(gid: str, group: Group, card_of: Callable[[JobRecord], str]) -
     prompt = f'<p class="prompt">{esc(shared["prompt"])}</p>' if "prompt" in shared else ""
     yield (
         f'<section class="group sweep" id="{gid}"><h2>{esc(group.name)} '
-        f"<small>{len(group.records)} jobs: {shape}{extra}</small></h2>"
+        f"<small>{len(group.records)} jobs: {shape}{extra}</small>{label}</h2>"
         f'<div class="shared">{prompt}{_shots(shared)}{_params(shared)}</div>'
         f'<div class="axes"><label>rows {_select("rows", fields, rows)}</label> '
         f"<label>columns {_select('cols', fields, cols)}</label></div>"
@@ -346,7 +353,7 @@ def _grid_data(gid: str, group: Group, index_of: Mapping[int, int]) -> dict[str,
         "cols": cols,
         "cards": [
             {
-                "id": f"c{index_of[id(r)]}",
+                "id": f"c{index_of[r.id]}",
                 "v": {a.field: group.label(r, a.field) for a in group.axes},
             }
             for r in ordered
@@ -409,7 +416,7 @@ def render_html(
     money: Money | None = None,
     emulated: bool = False,
 ) -> str:
-    """The gallery page of `records` as one text (see `html_pieces`)."""
+    """The gallery page of `records` as one text: every job on one page (see `Pages`)."""
     return "".join(
         html_pieces(
             records,
@@ -431,57 +438,194 @@ def html_pieces(
     money: Money | None = None,
     emulated: bool = False,
 ) -> Iterator[str]:
-    """The gallery page of `records`, in pieces as they are made (a card or a grid row at
-    a time: a 100,000-job page is never held whole); `out_dir` is the folder the page will
-    be saved in (video sources are relative to it). `render_times`: lines saying what
-    renders of the run's models took (shown under the summary); `money`: the run's account
-    (the same words as `batcher status`)."""
-    _LISTINGS.clear()  # the folders as they are now, listed once for this page
-    index_of = {id(r): i for i, r in enumerate(records)}
-    current = [r for r in records if r.current]
-    superseded = [r for r in records if not r.current]
-    groups, plain = group_records(current)
-    group_of = {id(r): g for g in groups for r in g.records}
-    shared_of = {id(g): frozenset(g.shared) for g in groups}
-
-    def card_of(record: JobRecord) -> str:
-        group = group_of.get(id(record))
-        if group is None:
-            return card(index_of[id(record)], record, out_dir)
-        fields = [a.field for a in group.axes]
-        shared = shared_of[id(group)]
-        return card(index_of[id(record)], record, out_dir, sweep_fields=fields, shared=shared)
-
-    name = title or f"batcher report: {', '.join(sorted({r.run for r in records})) or 'empty'}"
-    yield (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">'
-        '<meta name="referrer" content="no-referrer">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(name)}</title><style>{asset('page.css')}</style></head><body>"
-        f"{_header(name, current, (r.state for r in records), render_times, money, emulated)}"
-        "<main>"
+    """Every job on one page, in pieces as they are made (see `Pages`)."""
+    pages = Pages(
+        records,
+        per_page=max(1, len(records)),
+        title=title,
+        render_times=render_times,
+        money=money,
+        emulated=emulated,
     )
-    for n, g in enumerate(groups):
-        yield from _grid_section(f"g{n}", g, card_of)
-    if plain:
-        heading = "Jobs" if groups else "Gallery"
-        yield (f'<section class="group plain" id="plain"><h2>{heading}</h2><div class="gallery">')
-        yield from (card_of(r) for r in plain)
-        yield "</div></section>"
-    if superseded:
-        yield (
-            f'<section class="group history" id="history"><details><summary>'
-            f"Superseded versions ({len(superseded)}): edited since, kept for history"
-            f'</summary><div class="gallery">'
+    return pages.page(0, {r.id: r for r in records}, out_dir=out_dir, names=["report.html"])
+
+
+PAGE_CARDS = 1_000  # cards per page: a page a browser opens at once, whatever the night
+
+
+@dataclass(frozen=True)
+class Part:
+    """A page's share of one section: a sweep grid (or a part of one: its own grid of those
+    jobs), plain cards, or superseded versions."""
+
+    kind: str  # "grid", "plain" or "history"
+    records: tuple[JobRecord, ...]  # in display order
+    group: Group | None = None  # "grid": the group (or the part of it) this page shows
+    number: int = 1  # which part of its section this is (1-based)
+    of: int = 1  # how many parts its section has
+
+
+class Pages:
+    """The gallery of a run cut into pages of at most `per_page` cards.
+
+    Made from *lean* records (what grouping and the summary need: payload, sweep, state,
+    cost; attempts and files may be left out); each page is then rendered from the full
+    records of its own jobs only, so a 100,000-job night is rendered in bounded memory
+    and opens in a browser. Sections stay whole on a page when they fit on one; a sweep
+    grid bigger than a page is cut, in grid order, into parts, each its own grid. Every
+    page carries the whole run's summary and links to the other pages."""
+
+    def __init__(
+        self,
+        records: Sequence[JobRecord],
+        *,
+        per_page: int = PAGE_CARDS,
+        title: str | None = None,
+        render_times: Sequence[str] = (),
+        money: Money | None = None,
+        emulated: bool = False,
+    ) -> None:
+        _LISTINGS.clear()  # the folders as they are now: listed once for all the pages
+        self.index_of = {r.id: i for i, r in enumerate(records)}
+        current = [r for r in records if r.current]
+        superseded = [r for r in records if not r.current]
+        groups, plain = group_records(current)
+        sections: list[tuple[str, Group | None, Sequence[JobRecord]]] = [
+            ("grid", g, _grid_order(g)) for g in groups
+        ]
+        if plain:
+            sections.append(("plain", None, plain))
+        if superseded:
+            sections.append(("history", None, superseded))
+        self.parts = _paginate(sections, per_page)
+        runs = ", ".join(sorted({r.run for r in records})) or "empty"
+        self.title = title or f"batcher report: {runs}"
+        self.header = _header(
+            self.title, current, (r.state for r in records), render_times, money, emulated
         )
-        yield from (card_of(r) for r in superseded)
-        yield "</div></details></section>"
-    if not records:
-        yield '<p class="empty">This run has no jobs.</p>'
-    data = {"groups": [_grid_data(f"g{n}", g, index_of) for n, g in enumerate(groups)]}
-    yield (
-        "</main>"
-        f'<script type="application/json" id="batcher-data">{script_json(data)}</script>'
-        f"<script>{asset('page.js')}</script></body></html>\n"
+        self.empty = not records
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+    def records(self, n: int) -> list[JobRecord]:
+        """The records of page `n` (0-based), as given: `page` needs their full forms."""
+        return [r for part in self.parts[n] for r in part.records]
+
+    def page(
+        self,
+        n: int,
+        full: Mapping[int, JobRecord],
+        *,
+        out_dir: str | os.PathLike[str],
+        names: Sequence[str],
+    ) -> Iterator[str]:
+        """Page `n` (0-based) in pieces as they are made; `full`: job id -> full record of
+        (at least) this page's jobs; `names`: every page's file name (links between them);
+        `out_dir`: the folder the page is saved in (video sources are relative to it)."""
+        parts = self.parts[n]
+        out_dir = os.fspath(out_dir)  # once, not once per file
+        yield (
+            '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">'
+            '<meta name="referrer" content="no-referrer">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(self.title)}</title><style>{asset('page.css')}</style></head><body>"
+            f"{self.header}{_pager(n, names)}<main>"
+        )
+        grids: list[dict[str, Any]] = []
+        for k, part in enumerate(parts):
+            gid = f"g{k}"
+
+            def card_of(record: JobRecord, part: Part = part) -> str:
+                whole = full[record.id]
+                if part.group is None:
+                    return card(self.index_of[record.id], whole, out_dir)
+                fields = [a.field for a in part.group.axes]
+                shared = frozenset(part.group.shared)
+                return card(
+                    self.index_of[record.id], whole, out_dir, sweep_fields=fields, shared=shared
+                )
+
+            if part.group is not None:
+                yield from _grid_section(gid, part.group, card_of, _part_label(part))
+                grids.append(_grid_data(gid, part.group, self.index_of))
+            elif part.kind == "plain":
+                heading = "Jobs" if any(p.kind == "grid" for p in parts) else "Gallery"
+                yield (
+                    f'<section class="group plain" id="plain"><h2>{heading}'
+                    f'{_part_label(part)}</h2><div class="gallery">'
+                )
+                yield from (card_of(r) for r in part.records)
+                yield "</div></section>"
+            else:
+                yield (
+                    f'<section class="group history" id="history"><details><summary>'
+                    f"Superseded versions ({len(part.records)}){_part_label(part)}: edited "
+                    f'since, kept for history</summary><div class="gallery">'
+                )
+                yield from (card_of(r) for r in part.records)
+                yield "</div></details></section>"
+        if self.empty:
+            yield '<p class="empty">This run has no jobs.</p>'
+        yield (
+            f"</main>{_pager(n, names)}"
+            '<script type="application/json" id="batcher-data">'
+            f"{script_json({'groups': grids})}</script>"
+            f"<script>{asset('page.js')}</script></body></html>\n"
+        )
+
+
+def page_names(first: str, count: int) -> list[str]:
+    """File names of a report's pages: `report.html`, then `report-2.html`, ..."""
+    stem, suffix = os.path.splitext(first)
+    return [first, *(f"{stem}-{k}{suffix}" for k in range(2, count + 1))]
+
+
+def _pager(n: int, names: Sequence[str]) -> str:
+    if len(names) < 2:
+        return ""
+    links = "".join(
+        f'<b aria-current="page">{k + 1}</b>'
+        if k == n
+        else f'<a href="{esc(quote(name))}">{k + 1}</a>'
+        for k, name in enumerate(names)
     )
+    return f'<nav class="pages">page {n + 1} of {len(names)}: {links}</nav>'
+
+
+def _part_label(part: Part) -> str:
+    return f" <small>(part {part.number} of {part.of})</small>" if part.of > 1 else ""
+
+
+def _grid_order(group: Group) -> list[JobRecord]:
+    """A group's jobs as its default grid shows them: row by row, cell by cell."""
+    rows, cols = group.default_layout
+    return [r for line in layout(group, rows, cols) for cell in line for r in cell.records]
+
+
+def _paginate(
+    sections: Sequence[tuple[str, Group | None, Sequence[JobRecord]]], per_page: int
+) -> list[list[Part]]:
+    pages: list[list[Part]] = [[]]
+    room = per_page
+    for kind, group, members in sections:
+        if room < len(members) <= per_page and pages[-1]:
+            pages.append([])  # it fits on a page of its own: kept whole
+            room = per_page
+        chunks: list[tuple[int, Sequence[JobRecord]]] = []
+        at = 0
+        while at < len(members):
+            if room == 0:
+                pages.append([])
+                room = per_page
+            chunk = members[at : at + room]
+            chunks.append((len(pages) - 1, chunk))
+            at += len(chunk)
+            room -= len(chunk)
+        for i, (page, chunk) in enumerate(chunks):
+            part_group = group
+            if group is not None and len(chunks) > 1:
+                part_group = regroup(group, chunk)
+            pages[page].append(Part(kind, tuple(chunk), part_group, i + 1, len(chunks)))
+    return pages

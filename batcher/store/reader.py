@@ -298,11 +298,17 @@ class Reader:
         return list(self.iter_records(run))
 
     @state_errors_streamed
-    def iter_records(self, run: str) -> Iterator[JobRecord]:
+    def iter_records(self, run: str, *, lean: bool = False) -> Iterator[JobRecord]:
         """`records(run)`, one at a time, in bounded memory: the jobs and their attempts
-        read by two cursors in job-id order, merged as they go (reports stream this)."""
+        read by two cursors in job-id order, merged as they go (reports stream this).
+        `lean`: without attempts, files and errors (what grouping and summaries need)."""
         row = self._conn.execute("SELECT out_dir FROM runs WHERE name=?", (run,)).fetchone()
         out_dir = row["out_dir"] if row else ""
+        if lean:
+            sql = f"SELECT {_LEAN_COLUMNS} FROM jobs WHERE run=? ORDER BY id"
+            for r in self._tuples(sql, (run,)):
+                yield _record(r, out_dir, ())
+            return
         attempts = self._tuples(
             f"SELECT job_id, {_ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN"
             " (SELECT id FROM jobs WHERE run = ?) ORDER BY job_id, number",
@@ -318,6 +324,51 @@ class Reader:
                     mine.append(_attempt(pending))
                 pending = next(attempts, None)
             yield _record(r, out_dir, mine)
+
+    @state_errors
+    def completed(self, lean: Sequence[JobRecord]) -> dict[int, JobRecord]:
+        """Job id -> full record of each of the `lean` ones (`iter_records(lean=True)`):
+        their attempts, files and errors read by id (a report's page at a time)."""
+        found: dict[int, JobRecord] = {}
+        for at in range(0, len(lean), 500):
+            chunk = {r.id: r for r in lean[at : at + 500]}
+            marks = ",".join("?" * len(chunk))
+            attempts: dict[int, list[Attempt]] = {}
+            for a in self._tuples(
+                f"SELECT job_id, {_ATTEMPT_COLUMNS} FROM attempts WHERE job_id IN ({marks})"
+                " ORDER BY job_id, number",
+                list(chunk),
+            ):
+                attempts.setdefault(a[0], []).append(_attempt(a))
+            for job_id, error, outputs in self._tuples(
+                f"SELECT id, error, outputs FROM jobs WHERE id IN ({marks})", list(chunk)
+            ):
+                r = chunk[job_id]
+                found[job_id] = JobRecord(  # as `replace` would, at a third of its cost
+                    id=r.id, run=r.run, key=r.key, name=r.name, version=r.version,
+                    current=r.current, model=r.model, fingerprint=r.fingerprint,
+                    payload=r.payload, sweep=r.sweep, repeat=r.repeat,
+                    output_name=r.output_name, out_dir=r.out_dir, state=r.state,
+                    request_id=r.request_id, attempts=tuple(attempts.get(job_id, ())),
+                    error=error, outputs=_files(outputs), cost=r.cost,
+                    created_at=r.created_at, submitted_at=r.submitted_at,
+                    finished_at=r.finished_at, rows_of=r.rows_of,
+                )  # fmt: skip
+        return found
+
+    @state_errors_streamed
+    def output_paths(self, run: str) -> Iterator[str]:
+        """The path (in the run's folder) of every file any version of the run landed."""
+        for first, n, outputs in self._conn.execute(
+            "SELECT json_extract(outputs, '$[0].path'), json_array_length(outputs),"
+            " CASE WHEN json_array_length(outputs) > 1 THEN outputs END"
+            " FROM jobs WHERE run = ? AND outputs != '[]'",
+            (run,),
+        ):
+            if first is not None:
+                yield first
+            if n > 1:
+                yield from (o["path"] for o in json.loads(outputs)[1:])
 
     def _tuples(self, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """Rows as plain tuples (no sqlite3.Row: a name lookup per field costs, at scale)."""
@@ -340,6 +391,7 @@ _RECORD_COLUMNS = (
     " output_name, state, request_id, error, outputs, cost, cost_estimate, created_at,"
     " submitted_at, finished_at, rows_of"
 )
+_LEAN_COLUMNS = _RECORD_COLUMNS.replace(" error,", " NULL,").replace(" outputs,", " '[]',")
 _ATTEMPT_COLUMNS = "number, request_id, submitted_at, finished_at, outcome, error"
 _decode = json.JSONDecoder().decode
 _STATES = {s.value: s for s in JobState}
@@ -351,10 +403,6 @@ def _record(r: tuple[Any, ...], out_dir: str, attempts: Sequence[Attempt]) -> Jo
     (job_id, run, key, name, version, current, model, fingerprint, payload, sweep, repeat,
      output_name, state, request_id, error, outputs, cost, estimate, created_at,
      submitted_at, finished_at, rows_of) = r  # fmt: skip
-    files = tuple(
-        OutputFile(url=o["url"], path=o["path"], size=o["size"], sha256=o["sha256"])
-        for o in (_decode(outputs) if outputs != "[]" else ())
-    )
     return JobRecord(
         id=job_id,
         run=run,
@@ -373,12 +421,22 @@ def _record(r: tuple[Any, ...], out_dir: str, attempts: Sequence[Attempt]) -> Jo
         request_id=request_id,
         attempts=tuple(attempts),
         error=error,
-        outputs=files,
+        outputs=_files(outputs),
         cost=cost if cost is not None else estimate,
         created_at=created_at,
         submitted_at=submitted_at,
         finished_at=finished_at,
         rows_of=rows_of,
+    )
+
+
+def _files(outputs: str) -> tuple[OutputFile, ...]:
+    """The `outputs` column as OutputFiles."""
+    if outputs == "[]":
+        return ()
+    return tuple(
+        OutputFile(url=o["url"], path=o["path"], size=o["size"], sha256=o["sha256"])
+        for o in _decode(outputs)
     )
 
 
