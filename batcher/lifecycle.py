@@ -165,6 +165,13 @@ class Lifecycle:
             if self.control.stopping or self.breaker.is_open:
                 await self._unsent(job, slot, "not sent: stopping or backing off")
                 return None
+            try:  # the claim, durable through a power cut before anything can be paid for
+                await self.ledger.settle()
+            except Exception as exc:  # noqa: BLE001 - a disk that cannot sync: send nothing
+                why = f"not sent: the state database could not be made durable ({exc})"
+                await self._unsent(job, slot, why)
+                self.control.stop_submitting("state", f"{why}; no new submissions")
+                return None
             try:
                 sub = await self._post(job)
             except errors.BatcherError as exc:

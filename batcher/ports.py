@@ -38,6 +38,10 @@ class Ledger(Protocol):
     def peek_pending(self, runs: Sequence[str]) -> Job | None:
         """The job `claim` would take next."""
 
+    async def settle(self) -> None:
+        """Every commit so far (a claim above all) made durable through a power cut, without
+        holding up the event loop: awaited between a claim and its POST."""
+
     def money(self, runs: Sequence[str]) -> Money:
         """The runs' account of money; its `at_most` (spent + sent) is what a budget holds."""
 

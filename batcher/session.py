@@ -23,6 +23,7 @@ import anyio
 import httpx
 
 from batcher.client import RunComfyClient
+from batcher.connections import pooled_client
 from batcher.download import host_guard
 from batcher.errors import (
     AuthError,
@@ -76,9 +77,12 @@ async def open_api(
             # fewer kept than in flight, connections were closed and opened again all night.
             pool = max(8, concurrency + 8)  # + polls and cancels beside the submits
             limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
-            http = httpx.AsyncClient(limits=limits, follow_redirects=False)
-            files = httpx.AsyncClient(
-                follow_redirects=True, timeout=api.timeouts.httpx(), event_hooks=hooks
+            http = pooled_client(limits, follow_redirects=False)
+            files = pooled_client(
+                httpx.Limits(max_connections=100, max_keepalive_connections=20),  # httpx's own
+                follow_redirects=True,
+                timeout=api.timeouts.httpx(),
+                event_hooks=hooks,
             )
         await stack.enter_async_context(http)
         await stack.enter_async_context(files)

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent / "batcher"
 LAYERS = [
     {"errors", "models", "crashpoints", "ports"},
     {"retry", "schema", "polling", "hosts"},
-    {"client", "store", "download", "locks", "settings", "pacing", "outputs", "posters"},
+    {"client", "store", "download", "locks", "settings", "pacing", "outputs", "posters"}
+    | {"connections"},
     {"scheduler", "lifecycle", "jobfile", "report", "emulator"},
     {"session", "operations"},
     {"cli", "__main__"},
@@ -35,7 +36,8 @@ HOMES = {
     "sqlite3": {"store"},
     "asyncio": set(),  # anyio only
     "uvicorn": {"emulator"},
-    "httpx": {"client", "download", "session", "emulator"},
+    "httpx": {"client", "download", "session", "emulator", "connections"},
+    "httpcore": {"connections"},
     "rich": {"cli"},
     "av": {"posters"},
 }

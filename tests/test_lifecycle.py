@@ -282,3 +282,78 @@ async def test_too_little_free_space_submits_nothing(tiny_disk: Path, tmp_path: 
     [stop] = [e for e in h.events if e.kind == "stop"]
     assert "not enough free space" in stop.message
     assert set(h.states().values()) == {"pending"}
+
+
+# -- issue 10: the claim's fsync off the event loop, still before its POST ------------------
+
+
+class Journal:
+    """Wraps a port; every call of the names given is written to a shared list."""
+
+    def __init__(self, inner: Any, log: list[str], names: tuple[str, ...]) -> None:
+        self.inner, self.log, self.names = inner, log, names
+
+    def __getattr__(self, attr: str) -> Any:
+        target = getattr(self.inner, attr)
+        if attr not in self.names:
+            return target
+        if inspect.iscoroutinefunction(target):
+
+            async def async_call(*a: Any, **kw: Any) -> Any:
+                self.log.append(attr)
+                return await target(*a, **kw)
+
+            return async_call
+
+        def call(*a: Any, **kw: Any) -> Any:
+            self.log.append(attr)
+            return target(*a, **kw)
+
+        return call
+
+
+async def test_every_claim_is_made_durable_before_its_post(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0))
+    h.store.sync_jobs("r", specs(3))
+    log: list[str] = []
+    await h.run(
+        wrap_ledger=lambda led: Journal(led, log, ("claim", "settle")),
+        wrap_api=lambda api: Journal(api, log, ("submit",)),
+        concurrency=1,
+    )
+    assert set(h.states().values()) == {"done"}
+    sequence = [c for c in log if c in ("claim", "settle", "submit")]
+    assert sequence == ["claim", "settle", "submit"] * 3
+
+
+async def test_a_state_that_cannot_be_made_durable_sends_nothing(tmp_path: Path) -> None:
+    h = Harness(tmp_path, EmulatorConfig(speed=0))
+    h.store.sync_jobs("r", specs(2))
+    log: list[str] = []
+    broken = OSError(5, "Input/output error")
+    summary = await h.run(
+        wrap_ledger=lambda led: Faulty(led, "settle", broken, times=10**6),
+        wrap_api=lambda api: Journal(api, log, ("submit",)),
+        sleep=quick,
+    )
+    assert log == []  # no POST went out
+    assert set(h.states().values()) == {"pending"}  # claimed, then put back: not unknown
+    assert summary.stop_reason == "state"
+
+
+def test_sync_fsyncs_the_write_ahead_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batcher.store import Store
+
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    with Store.open(tmp_path / "s.db") as store:
+        store.upsert_run("r", model="m", job_file=None, out_dir=str(tmp_path), options={})
+        store.sync_jobs("r", specs(1))
+        monkeypatch.setattr(os, "fsync", spy)
+        store.sync()
+    assert synced == [str(tmp_path / "s.db-wal")]

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from batcher.models import (
     UNSENT,
     AttemptOutcome,
@@ -73,6 +75,9 @@ class SqliteLedger:
 
     def peek_pending(self, runs: Sequence[str]) -> Job | None:
         return self.store.peek_pending(runs)
+
+    async def settle(self) -> None:
+        await anyio.to_thread.run_sync(self.store.sync)
 
     def money(self, runs: Sequence[str]) -> Money:
         return self.store.money(runs)
