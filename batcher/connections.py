@@ -89,6 +89,7 @@ class _Stream(httpcore.AsyncNetworkStream):
     def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
         self._inner = inner
         self._socket: socket.socket | None = inner.get_extra_info("socket")
+        self._poller = _poller(self._socket) if self._socket is not None else None
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return await self._inner.read(max_bytes, timeout)
@@ -109,17 +110,28 @@ class _Stream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable" and self._socket is not None:
-            return readable(self._socket)
+            return readable(self._socket, self._poller)
         return self._inner.get_extra_info(info)
 
 
-def readable(sock: socket.socket) -> bool:
-    """Whether reading `sock` would not block: data or EOF waiting, or the socket closed."""
-    if sock.fileno() == -1:
-        return True
+def _poller(sock: socket.socket) -> Any:
+    """A poll object watching `sock` for reading (None where there is no poll: Windows)."""
     poll = getattr(select, "poll", None)
-    if poll is None:  # Windows: select works on sockets there
-        return bool(select.select([sock], [], [], 0)[0])
+    if poll is None or sock.fileno() == -1:
+        return None
     poller = poll()
     poller.register(sock, select.POLLIN)
+    return poller
+
+
+def readable(sock: socket.socket, poller: Any = None) -> bool:
+    """Whether reading `sock` would not block: data or EOF waiting, or the socket closed.
+    `poller`: `_poller(sock)`, made once per connection (a poll costs little, a new poll
+    object more)."""
+    if sock.fileno() == -1:
+        return True
+    if poller is None:
+        poller = _poller(sock)
+    if poller is None:  # Windows: select works on sockets there
+        return bool(select.select([sock], [], [], 0)[0])
     return bool(poller.poll(0))

@@ -15,16 +15,19 @@ from tests.emulator_server import running_emulator
 
 def test_readable_is_true_only_when_a_read_would_not_block() -> None:
     ours, theirs = socket.socketpair()
+    kept = connections._poller(ours)  # one poll object for the connection's life
     try:
-        assert connections.readable(ours) is False  # idle, open: reusable
-        theirs.sendall(b"x")
-        assert connections.readable(ours) is True  # data waiting
-        ours.recv(1)
+        for poller in (None, kept):
+            assert connections.readable(ours, poller) is False  # idle, open: reusable
+            theirs.sendall(b"x")
+            assert connections.readable(ours, poller) is True  # data waiting
+            ours.recv(1)
         theirs.close()
-        assert connections.readable(ours) is True  # EOF: the server closed it
+        assert connections.readable(ours, kept) is True  # EOF: the server closed it
+        assert connections.readable(ours) is True
     finally:
         ours.close()
-    assert connections.readable(ours) is True  # closed here
+    assert connections.readable(ours, kept) is True  # closed here
 
 
 def test_requests_reuse_connections_checked_by_their_socket(
@@ -33,8 +36,8 @@ def test_requests_reuse_connections_checked_by_their_socket(
     looks: list[bool] = []
     real = connections.readable
 
-    def spy(sock: socket.socket) -> bool:
-        looks.append(answer := real(sock))
+    def spy(sock: socket.socket, poller: object = None) -> bool:
+        looks.append(answer := real(sock, poller))
         return answer
 
     monkeypatch.setattr(connections, "readable", spy)
