@@ -331,3 +331,19 @@ def test_the_quick_checks_accept_only_what_the_schema_accepts_at_the_edges() -> 
     assert accepted >= 10  # the quick path is taken for ordinary values
     assert checker.quick["duration"](5) and checker.quick["cfg_scale"](0.5)
     assert checker.quick["aspect_ratio"]("9:16") and checker.quick["prompt"]("a fox")
+
+
+def test_a_deep_question_indexes_only_the_job_it_is_about() -> None:
+    """A problem inside one job of a big file is located from that job's own lines: the
+    rest of the file is not parsed again (memory stays that of the fast path)."""
+    text = "jobs:\n" + "".join(
+        f"  - name: j{i}\n    multi_prompt:\n      - {{prompt: p{i}, duration: 5}}\n"
+        for i in range(50)
+    )
+    doc = parse(text, file="f.yaml")
+    careful = parse(text, file="f.yaml", careful=True)
+    path = ("jobs", 7, "multi_prompt", 0, "duration")
+    assert doc.pos(path) == careful.pos(path) == (25, 32)
+    assert doc.key_pos(path) == careful.key_pos(path)
+    assert doc.indexed == {("jobs", 7)} and not doc.complete
+    assert ("jobs", 8, "multi_prompt") not in doc.values

@@ -357,3 +357,31 @@ def test_sync_fsyncs_the_write_ahead_log(tmp_path: Path, monkeypatch: pytest.Mon
         monkeypatch.setattr(os, "fsync", spy)
         store.sync()
     assert synced == [str(tmp_path / "s.db-wal")]
+
+
+def test_sync_finds_the_log_of_a_state_reached_through_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite puts the log beside the real file: a state path that is a symlink must not
+    make `sync` look for it beside the link (and sync nothing)."""
+    from batcher.errors import StateWriteFailed
+    from batcher.store import Store
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link.db").symlink_to(tmp_path / "real" / "state.db")
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    with Store.open(tmp_path / "link.db") as store:
+        store.upsert_run("r", model="m", job_file=None, out_dir=str(tmp_path), options={})
+        monkeypatch.setattr(os, "fsync", spy)
+        store.sync()
+        assert synced == [str(tmp_path / "real" / "state.db-wal")]
+        (tmp_path / "real" / "state.db-wal").rename(tmp_path / "moved-wal")
+        with pytest.raises(StateWriteFailed, match="write-ahead log"):
+            store.sync()  # never a silent no-op
+        (tmp_path / "moved-wal").rename(tmp_path / "real" / "state.db-wal")

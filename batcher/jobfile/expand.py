@@ -310,7 +310,7 @@ class Finisher:
         seconds = d.payload.get("duration")
         if isinstance(seconds, bool) or not isinstance(seconds, int | float):
             seconds = self.default_duration  # a user schema may type it otherwise
-        billed = (seconds, d.payload.get("sound", self.default_sound))
+        billed = (seconds, bool(d.payload.get("sound", self.default_sound)))  # as estimated
         cost = self.costs.get(billed)
         if cost is None:
             cost = self.costs[billed] = self.price.estimate(

@@ -102,15 +102,49 @@ class Doc:
     spans: dict[YPath, tuple[int, int]] = field(default_factory=dict)  # scalar text offsets
     problems: list[Problem] = field(default_factory=list)
     complete: bool = True  # every path indexed
+    # The fast path's shallow collections: path -> text offsets (start, end), and the
+    # prefixes whose insides have been indexed since.
+    regions: dict[YPath, tuple[int, int]] = field(default_factory=dict)
+    indexed: set[YPath] = field(default_factory=set)
 
     def _deep(self, path: YPath) -> None:
-        if not self.complete and len(path) > SHALLOW:
-            full = Doc(file=self.file, text=self.text)
-            root = _compose(self.text, _FastLoader)
-            if root is not None:
-                _Builder(full, yaml.SafeLoader("")).build(root)
-            self.values, self.keys, self.spans = full.values, full.keys, full.spans
-            self.complete = True
+        """Index the insides of the shallow collection `path` lies in, if not yet done: its
+        own text parsed apart (one job's few lines, not the whole file)."""
+        if self.complete or len(path) <= SHALLOW or path[:SHALLOW] in self.indexed:
+            return
+        prefix = path[:SHALLOW]
+        self.indexed.add(prefix)
+        region = self.regions.get(prefix)
+        if region is None:
+            return  # a scalar or nothing: there is nothing deeper to find
+        try:
+            self._index_region(prefix, region)
+        except Exception:  # noqa: BLE001 - never expected; the whole text then
+            self._index_all()
+
+    def _index_region(self, prefix: YPath, region: tuple[int, int]) -> None:
+        start, end = region
+        line, col = self.values[prefix]
+        pad = col - 1  # the first line padded to its column: the same columns as in the file
+        part = Doc(file=self.file, text=" " * pad + self.text[start:end])
+        root = _compose(part.text, _FastLoader)
+        if root is None:
+            return
+        _Builder(part, yaml.SafeLoader("")).build(root)
+        for rel, (ln, cl) in part.values.items():
+            self.values.setdefault((*prefix, *rel), (ln + line - 1, cl))
+        for rel, (ln, cl) in part.keys.items():
+            self.keys.setdefault((*prefix, *rel), (ln + line - 1, cl))
+        for rel, (a, b) in part.spans.items():
+            self.spans.setdefault((*prefix, *rel), (a - pad + start, b - pad + start))
+
+    def _index_all(self) -> None:
+        full = Doc(file=self.file, text=self.text)
+        root = _compose(self.text, _FastLoader)
+        if root is not None:
+            _Builder(full, yaml.SafeLoader("")).build(root)
+        self.values, self.keys, self.spans = full.values, full.keys, full.spans
+        self.complete = True
 
     def pos(self, path: YPath) -> Pos:
         """Position of the value at `path`, else of its nearest written ancestor."""
@@ -360,11 +394,14 @@ class _Fast:
         if depth >= MAX_DEPTH or event.tag is not None:
             raise _Bail
         get = self.get
+        start = event.start_mark.index
         if kind is SequenceStartEvent:
             items: list[Any] = []
             while True:
                 event = get()
                 if type(event) is SequenceEndEvent:
+                    if path is not None:
+                        self.region(path, start, event)
                     return items
                 sub = (*path, len(items)) if path is not None and depth < SHALLOW else None
                 items.append(self.node(event, sub, depth + 1))
@@ -374,6 +411,8 @@ class _Fast:
         while True:
             event = get()
             if type(event) is MappingEndEvent:
+                if path is not None:
+                    self.region(path, start, event)
                 return table
             if type(event) is not ScalarEvent or event.tag is not None:
                 raise _Bail
@@ -393,6 +432,10 @@ class _Fast:
                 table[key] = event.value  # quoted text: the most common value of all
             else:
                 table[key] = scalar(event)
+
+    def region(self, path: YPath, start: int, end: Any) -> None:
+        """Where the shallow collection at `path` was written (`end`: its end event)."""
+        self.doc.regions[path] = (start, end.end_mark.index)
 
     def scalar(self, event: Any) -> Any:
         if event.tag is not None:

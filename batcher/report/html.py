@@ -450,6 +450,7 @@ def html_pieces(
     return pages.page(0, {r.id: r for r in records}, out_dir=out_dir, names=["report.html"])
 
 
+GENERATOR = "batcher report"  # in every page's head: how a page of ours is known again
 PAGE_CARDS = 1_000  # cards per page: a page a browser opens at once, whatever the night
 
 
@@ -529,6 +530,7 @@ class Pages:
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">'
             '<meta name="referrer" content="no-referrer">'
+            f'<meta name="generator" content="{GENERATOR}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(self.title)}</title><style>{asset('page.css')}</style></head><body>"
             f"{self.header}{_pager(n, names)}<main>"
@@ -538,7 +540,7 @@ class Pages:
             gid = f"g{k}"
 
             def card_of(record: JobRecord, part: Part = part) -> str:
-                whole = full[record.id]
+                whole = full.get(record.id, record)  # gone meanwhile (forgotten): as planned
                 if part.group is None:
                     return card(self.index_of[record.id], whole, out_dir)
                 fields = [a.field for a in part.group.axes]

@@ -32,7 +32,7 @@ from typing import Any
 
 import sqlite_utils
 
-from batcher.errors import StateError, UsageError
+from batcher.errors import StateError, StateWriteFailed, UsageError
 from batcher.models import ALLOWED, JobSpec, JobState, Money, OutputFile, Submitted
 from batcher.store.access import read_only_connection, refuse_unwritable, why_unwritable
 from batcher.store.failures import BUSY_TIMEOUT, busy_timeout_from, state_errors, translated
@@ -99,6 +99,7 @@ class Store(Reader):
         self._conn = conn
         self._db = sqlite_utils.Database(conn)
         self._clock = clock
+        self._wal: str | None = None  # the write-ahead log's file, in WAL mode
 
     @classmethod
     def open(
@@ -143,10 +144,16 @@ class Store(Reader):
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             _check_ours(conn, path)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL: survives process crash / kill -9
+            wal = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+            # WAL: NORMAL survives a killed process, `sync` makes commits survive a power
+            # cut when it matters; without WAL (a file system that cannot share memory),
+            # every commit is synced as it is made.
+            conn.execute(f"PRAGMA synchronous={'NORMAL' if wal else 'FULL'}")
             conn.execute("PRAGMA foreign_keys=ON")
             store = cls(conn, path, clock, busy_timeout=busy_timeout)
+            if wal:  # beside the real file, where SQLite puts it (the path may be a link)
+                main = conn.execute("PRAGMA database_list").fetchone()["file"]
+                store._wal = f"{main}-wal"
             migrations.apply(store._db)
         except BaseException:
             conn.close()
@@ -464,14 +471,18 @@ class Store(Reader):
     @state_errors
     def sync(self) -> None:
         """Every commit so far made durable through a power cut: the write-ahead log, where
-        WAL mode puts commits, fsynced. Touches no connection: safe from a worker thread
-        while the event loop's thread goes on using the store."""
-        try:
-            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
-        except FileNotFoundError:
-            return  # no log: every commit is in the database file, synced at checkpoint
+        WAL mode puts commits, fsynced (StateWriteFailed if it cannot be). Touches no
+        connection: safe from a worker thread while the event loop's thread uses the store."""
+        if self._wal is None:
+            return  # not WAL mode: every commit was synced as it was made
+        try:  # open for writing: some systems fsync only a file opened for writing
+            fd = os.open(self._wal, os.O_RDWR)
+        except OSError as exc:  # the log is always there while WAL mode is on: say so
+            raise StateWriteFailed(f"{self.path}: cannot sync the write-ahead log ({exc})") from exc
         try:
             os.fsync(fd)
+        except OSError as exc:
+            raise StateWriteFailed(f"{self.path}: cannot sync the write-ahead log ({exc})") from exc
         finally:
             os.close(fd)
 
