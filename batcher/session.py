@@ -78,8 +78,8 @@ async def open_api(
             pool = max(8, concurrency + 8)  # + polls and cancels beside the submits
             limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
             http = pooled_client(limits, follow_redirects=False)
-            files = pooled_client(
-                httpx.Limits(max_connections=100, max_keepalive_connections=20),  # httpx's own
+            files = pooled_client(  # downloads in flight keep their connections too
+                httpx.Limits(max_connections=max(100, pool), max_keepalive_connections=pool),
                 follow_redirects=True,
                 timeout=api.timeouts.httpx(),
                 event_hooks=hooks,

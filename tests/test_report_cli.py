@@ -213,7 +213,8 @@ def test_a_csv_row_sweep_is_drawn_as_one_grid(tmp_path: Path) -> None:
 
 def test_a_run_bigger_than_a_page_is_split_into_linked_pages(ws: Workspace) -> None:
     """13 jobs at 5 per page: 3 pages, each job on exactly one, each page linking the
-    others; a later report with fewer pages removes the pages it no longer writes."""
+    others; the 12-job grid (3 cfg_scale rows of 4 cards) cut between its rows, never inside
+    one; a later report with fewer pages removes the pages it no longer writes."""
     out = ws.root / "paged"
     result = ws.report("tuscany", "-o", "paged/", "--per-page", "5")
     assert result.code == 0, result.err
@@ -221,20 +222,28 @@ def test_a_run_bigger_than_a_page_is_split_into_linked_pages(ws: Workspace) -> N
     names = ["report.html", "report-2.html", "report-3.html"]
     pages = [(out / n).read_text(encoding="utf-8") for n in names]
     cards = [re.findall(r'<article class="card[^"]*" id="(c\d+)"', p) for p in pages]
-    assert [len(c) for c in cards] == [5, 5, 3]
+    assert [len(c) for c in cards] == [4, 4, 5]
     assert len({c for page in cards for c in page}) == N_SWEEP  # each job once
     for n, page in enumerate(pages):
         links = re.findall(r'<nav class="pages">.*?</nav>', page)[0]
-        assert re.findall(r'href="([^"]+)"', links) == [x for k, x in enumerate(names) if k != n]
+        numbered = re.findall(r'<a href="([^"]+)">\d+</a>', links)
+        assert numbered == [x for k, x in enumerate(names) if k != n]
+        assert ('rel="prev"' in links) == (n > 0) and ('rel="next"' in links) == (n < 2)
         assert f"page {n + 1} of 3" in page
         assert f"<b>{N_SWEEP}</b> jobs" in page  # every page sums up the whole run
         sources = re.findall(r'<video [^>]*src="([^"]+)"', page)
         assert sources and all((out / unquote(s)).is_file() for s in sources)
-    assert "(part 1 of 3)" in pages[0] and "(part 2 of 3)" in pages[1]  # the 12-job grid
+    for n, page in enumerate(pages):  # each part: its own rows, the grid's whole shape
+        assert f"(part {n + 1} of 3)" in page and "4 of 12 jobs: 3 cfg_scale" in page
+        assert re.findall(r'<th class="corner">([^<]*)</th>', page) == [
+            "cfg_scale ↓ × aspect_ratio →"
+        ]
+        assert len(re.findall(r'<th class="row">', page)) == 1
 
     (out / "report-4.html").write_text("<p>mine, not batcher's</p>")  # never removed
     again = ws.report("tuscany", "-o", "paged/", "--per-page", "20")
     assert again.code == 0, again.err
+    assert "removed 2 pages of an earlier, longer report" in again.err
     assert sorted(p.name for p in out.glob("*.html")) == ["report-4.html", "report.html"]
     assert len(re.findall(r'<article class="card', (out / "report.html").read_text())) == 13
     assert '<nav class="pages">' not in (out / "report.html").read_text()

@@ -248,9 +248,10 @@ def test_pages_keep_sections_whole_when_they_fit_and_cut_big_grids(run_dir: Path
         [("grid", 10, 2, 3)],
         [("grid", 5, 3, 3), ("plain", 1, 1, 1)],
     ]
-    # each part is a grid of its own jobs: its axis holds only the values it shows
+    # a one-row grid cut between its cards: each part's columns are the values it shows
     part = big.parts[1][0]
     assert part.group is not None
     assert len(part.group.axes[0].labels) == 10
+    assert part.group.default_layout == big.parts[0][0].group.default_layout  # type: ignore[union-attr]
     seen = [r.id for page in big.parts for p in page for r in p.records]
     assert len(seen) == len(set(seen)) == 26

@@ -106,7 +106,7 @@ def plan(file: Path, as_json: bool, state_path: Path) -> None:
     t = totals(rows)
     money = _money(state_path, jf.run, t.cost)
     if as_json:
-        for piece in plan_json(jf, rows, {"money": money.as_json()}):
+        for piece in plan_json(jf, rows, {"money": money.as_json()}, t):
             sys.stdout.write(piece)
         return
     lines = summary(t)

@@ -126,6 +126,8 @@ def write_html_pages(
     while _ours(stale := folder / page_names(path.name, extra)[-1]):
         stale.unlink()  # a page of a bigger report before (numbered without gaps)
         extra += 1
+    if extra > len(pages) + 1:
+        err(f"removed {count(extra - len(pages) - 1, 'page')} of an earlier, longer report")
     return len(lean), len(pages)
 
 

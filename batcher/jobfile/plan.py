@@ -86,11 +86,15 @@ def plan_document(
 
 
 def plan_json(
-    jf: JobFile, rows: list[PlanRow], extra: Mapping[str, Any] | None = None
+    jf: JobFile,
+    rows: list[PlanRow],
+    extra: Mapping[str, Any] | None = None,
+    sums: Totals | None = None,
 ) -> Iterator[str]:
     """`plan_document` as JSON text, in pieces: the jobs one per line as they are
-    written, never the whole document in memory (100,000 jobs at scale)."""
-    text = json.dumps(_envelope(jf, rows, extra), ensure_ascii=False, indent=1)
+    written, never the whole document in memory (100,000 jobs at scale). `sums`:
+    `totals(rows)`, when the caller has them already."""
+    text = json.dumps(_envelope(jf, rows, extra, sums), ensure_ascii=False, indent=1)
     head, tail = text.split(json.dumps(_JOBS), 1)
     yield head + "["
     encode = _ENCODER.encode
@@ -114,15 +118,20 @@ def job_entry(r: PlanRow) -> dict[str, Any]:
         "sound": r.sound,
         "cost": r.job.cost,
         "fingerprint": r.job.fingerprint,
-        "sweep": dict(r.job.sweep),
+        "sweep": r.job.sweep if type(r.job.sweep) is dict else dict(r.job.sweep),
         "repeat": r.job.repeat,
         "source": r.job.source,
-        "payload": dict(r.job.payload),
+        "payload": r.job.payload if type(r.job.payload) is dict else dict(r.job.payload),
     }
 
 
-def _envelope(jf: JobFile, rows: list[PlanRow], extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    t = totals(rows)
+def _envelope(
+    jf: JobFile,
+    rows: list[PlanRow],
+    extra: Mapping[str, Any] | None,
+    sums: Totals | None = None,
+) -> dict[str, Any]:
+    t = totals(rows) if sums is None else sums
     return {
         "file": str(jf.path),
         "run": jf.run,

@@ -286,7 +286,7 @@ class Reader:
         for key, value in table.items():
             sub = (*path, key)
             if key in inputs:
-                entry.fields[key] = (value, yaml_origin(self.doc, sub))
+                entry.fields[key] = (value, Origin.at(self.doc, sub))
             elif key not in extra:
                 self.unknown(sub, (*inputs, *extra))
         if "repeat" in table:
@@ -365,7 +365,7 @@ class Reader:
 
     def entry(self, i: int, item: Any, inputs: tuple[str, ...], defaults: Entry) -> Entry | None:
         path: YPath = ("jobs", i)
-        origin = yaml_origin(self.doc, path)
+        origin = Origin.at(self.doc, path)
         e = Entry(index=i, origin=origin, name=None, name_origin=origin)
         if isinstance(item, str):  # shorthand: a bare prompt
             own = Entry(index=i, origin=origin, name=None, name_origin=origin, repeat=0)
@@ -377,7 +377,7 @@ class Reader:
             self.error(path, f"a job must be a mapping (or a prompt text), not {kind(item)}")
             return None
         if "name" in item:
-            e.name_origin = yaml_origin(self.doc, (*path, "name"))
+            e.name_origin = Origin.at(self.doc, (*path, "name"))
             n = item["name"]
             if isinstance(n, str) and n.strip():
                 e.name = n.strip()

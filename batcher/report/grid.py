@@ -45,11 +45,14 @@ class Group:
     records: tuple[JobRecord, ...]
     axes: tuple[Axis, ...]
     row_axis: str | None = None  # a rows group: the field name of its row axis
+    fixed: tuple[str | None, str | None] | None = None  # a part: its whole group's layout
 
     @property
     def default_layout(self) -> tuple[str | None, str | None]:
         """(row field, column field) chosen automatically: a rows group puts its rows
-        down the side and the sweep's first axis across."""
+        down the side and the sweep's first axis across (a part keeps its group's)."""
+        if self.fixed is not None:
+            return self.fixed
         if self.row_axis is not None:
             rest = [a for a in self.axes if a.field != self.row_axis]
             return self.row_axis, (rest[0].field if rest else None)
@@ -152,11 +155,21 @@ def group_records(records: Iterable[JobRecord]) -> tuple[list[Group], list[JobRe
 
 
 def regroup(group: Group, members: Sequence[JobRecord]) -> Group:
-    """The group of some of `group`'s jobs (a part of a grid too big for one page): the same
-    kind of group, its axes made of what those jobs hold."""
-    if group.row_axis is not None:
-        return _rows_group(group.name, members)
-    return Group(group.name, tuple(members), sweep_axes(members))
+    """The part of `group` that `members` (rows of its grid, or a piece of a row) make:
+    the same layout, with the rows and columns those jobs are on, in the group's order."""
+    rows, cols = group.default_layout
+    shown = {f: {group.label(r, f) for r in members} for f in (rows, cols) if f is not None}
+    axes = tuple(
+        Axis(a.field, tuple(x for x in a.labels if x in shown[a.field])) if a.field in shown else a
+        for a in group.axes
+    )
+    return Group(group.name, tuple(members), axes, group.row_axis, fixed=(rows, cols))
+
+
+def grid_rows(group: Group) -> list[list[JobRecord]]:
+    """The jobs of each row of `group`'s grid (its default layout), cell by cell."""
+    rows, cols = group.default_layout
+    return [[r for cell in line for r in cell.records] for line in layout(group, rows, cols)]
 
 
 def _rows_group(name: str, members: Sequence[JobRecord]) -> Group:

@@ -39,7 +39,7 @@ from urllib.parse import quote
 
 from batcher.models import JobRecord, JobState, Money
 from batcher.posters import poster_name
-from batcher.report.grid import Group, group_records, layout, regroup, value_label
+from batcher.report.grid import Group, grid_rows, group_records, layout, regroup, value_label
 from batcher.report.manifest import iso, render_seconds
 
 STATE_ORDER: tuple[JobState, ...] = (
@@ -322,18 +322,24 @@ def _grid_table(group: Group, card_of: Callable[[JobRecord], str]) -> Iterator[s
 
 
 def _grid_section(
-    gid: str, group: Group, card_of: Callable[[JobRecord], str], label: str = ""
+    gid: str, group: Group, card_of: Callable[[JobRecord], str], part: Part | None = None
 ) -> Iterator[str]:
+    """A sweep grid; a `part` of a bigger one says which part, of how many jobs in all."""
+    whole = part.whole if part is not None and part.whole is not None else group
     rows, cols = group.default_layout
     fields = [axis.field for axis in group.axes]
-    shape = " \u00d7 ".join(f"{len(a.labels)} {esc(a.field)}" for a in group.axes)
-    repeats = len({r.repeat for r in group.records})
+    shape = " \u00d7 ".join(f"{len(a.labels)} {esc(a.field)}" for a in whole.axes)
+    repeats = len({r.repeat for r in whole.records})
     extra = f" \u00d7 {repeats} repeats" if repeats > 1 else ""
+    count = f"{len(whole.records)} jobs"
+    if whole is not group:
+        count = f"{len(group.records)} of {count}"
     shared = group.shared
     prompt = f'<p class="prompt">{esc(shared["prompt"])}</p>' if "prompt" in shared else ""
+    label = _part_label(part) if part is not None else ""
     yield (
         f'<section class="group sweep" id="{gid}"><h2>{esc(group.name)} '
-        f"<small>{len(group.records)} jobs: {shape}{extra}</small>{label}</h2>"
+        f"<small>{count}: {shape}{extra}</small>{label}</h2>"
         f'<div class="shared">{prompt}{_shots(shared)}{_params(shared)}</div>'
         f'<div class="axes"><label>rows {_select("rows", fields, rows)}</label> '
         f"<label>columns {_select('cols', fields, cols)}</label></div>"
@@ -364,13 +370,12 @@ def _grid_data(gid: str, group: Group, index_of: Mapping[int, int]) -> dict[str,
 def _header(
     title: str,
     current: Sequence[JobRecord],
-    all_states: Iterable[JobState],
     render_times: Sequence[str] = (),
     money: Money | None = None,
     emulated: bool = False,
 ) -> str:
+    """The top of every page, up to the filters: the whole run's summary and money."""
     counts = Counter(r.state for r in current)
-    present = set(all_states)
     done = [r for r in current if r.state is JobState.DONE]
     seconds = sum(
         d for r in done if isinstance(d := r.payload.get("duration"), int | float) and d > 0
@@ -384,12 +389,6 @@ def _header(
         f"{esc(s.value)} <b>{counts[s]}</b>" for s in STATE_ORDER if counts[s]
     ]
     bits.append(f"{seconds:g} s of video")
-    boxes = "".join(
-        f'<label><input type="checkbox" data-state-filter value="{s.value}" checked> '
-        f'<span class="badge state-{s.value}">{s.value}</span> {counts[s]}</label>'
-        for s in STATE_ORDER
-        if s in present
-    )
     return (
         f'<header class="top"><h1>{esc(title)}</h1>'
         f'<p class="summary">run {esc(", ".join(runs) or DASH)}{DOT}'
@@ -401,7 +400,20 @@ def _header(
             if render_times
             else ""
         )
-        + f'<div class="controls">{boxes}<input type="search" id="search" '
+    )
+
+
+def _controls(records: Iterable[JobRecord]) -> str:
+    """The state filters (counts of the cards on this page) and the search box."""
+    counts = Counter(r.state for r in records)
+    boxes = "".join(
+        f'<label><input type="checkbox" data-state-filter value="{s.value}" checked> '
+        f'<span class="badge state-{s.value}">{s.value}</span> {counts[s]}</label>'
+        for s in STATE_ORDER
+        if counts[s]
+    )
+    return (
+        f'<div class="controls">{boxes}<input type="search" id="search" '
         f'placeholder="search prompts and keys" aria-label="search prompts and keys">'
         f'<span id="shown"></span></div></header>'
     )
@@ -464,6 +476,7 @@ class Part:
     group: Group | None = None  # "grid": the group (or the part of it) this page shows
     number: int = 1  # which part of its section this is (1-based)
     of: int = 1  # how many parts its section has
+    whole: Group | None = None  # "grid": the whole group this is a part of
 
 
 class Pages:
@@ -499,12 +512,20 @@ class Pages:
         if superseded:
             sections.append(("history", None, superseded))
         self.parts = _paginate(sections, per_page)
+        self.plain_heading = "Jobs" if groups else "Gallery"
         runs = ", ".join(sorted({r.run for r in records})) or "empty"
         self.title = title or f"batcher report: {runs}"
-        self.header = _header(
-            self.title, current, (r.state for r in records), render_times, money, emulated
-        )
+        self.header = _header(self.title, current, render_times, money, emulated)
         self.empty = not records
+        self.trouble = [  # per page: current jobs that did not end well
+            sum(
+                1
+                for part in parts
+                for r in part.records
+                if r.current and r.state in (JobState.FAILED, JobState.UNKNOWN)
+            )
+            for parts in self.parts
+        ]
 
     def __len__(self) -> int:
         return len(self.parts)
@@ -526,14 +547,16 @@ class Pages:
         `out_dir`: the folder the page is saved in (video sources are relative to it)."""
         parts = self.parts[n]
         out_dir = os.fspath(out_dir)  # once, not once per file
+        of = f" (page {n + 1} of {len(names)})" if len(names) > 1 else ""
+        pager = _pager(n, names, self.trouble)
         yield (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">'
             '<meta name="referrer" content="no-referrer">'
             f'<meta name="generator" content="{GENERATOR}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(self.title)}</title><style>{asset('page.css')}</style></head><body>"
-            f"{self.header}{_pager(n, names)}<main>"
+            f"<title>{esc(self.title)}{of}</title><style>{asset('page.css')}</style></head>"
+            f"<body>{self.header}{_controls(self.records(n))}{pager}<main>"
         )
         grids: list[dict[str, Any]] = []
         for k, part in enumerate(parts):
@@ -550,12 +573,11 @@ class Pages:
                 )
 
             if part.group is not None:
-                yield from _grid_section(gid, part.group, card_of, _part_label(part))
+                yield from _grid_section(gid, part.group, card_of, part)
                 grids.append(_grid_data(gid, part.group, self.index_of))
             elif part.kind == "plain":
-                heading = "Jobs" if any(p.kind == "grid" for p in parts) else "Gallery"
                 yield (
-                    f'<section class="group plain" id="plain"><h2>{heading}'
+                    f'<section class="group plain" id="plain"><h2>{self.plain_heading}'
                     f'{_part_label(part)}</h2><div class="gallery">'
                 )
                 yield from (card_of(r) for r in part.records)
@@ -571,7 +593,7 @@ class Pages:
         if self.empty:
             yield '<p class="empty">This run has no jobs.</p>'
         yield (
-            f"</main>{_pager(n, names)}"
+            f"</main>{pager}"
             '<script type="application/json" id="batcher-data">'
             f"{script_json({'groups': grids})}</script>"
             f"<script>{asset('page.js')}</script></body></html>\n"
@@ -584,16 +606,25 @@ def page_names(first: str, count: int) -> list[str]:
     return [first, *(f"{stem}-{k}{suffix}" for k in range(2, count + 1))]
 
 
-def _pager(n: int, names: Sequence[str]) -> str:
+def _pager(n: int, names: Sequence[str], trouble: Sequence[int] = ()) -> str:
+    """Links to every page (previous, next, each by number; pages holding failed or
+    unknown jobs marked), or nothing for a one-page report."""
     if len(names) < 2:
         return ""
-    links = "".join(
-        f'<b aria-current="page">{k + 1}</b>'
-        if k == n
-        else f'<a href="{esc(quote(name))}">{k + 1}</a>'
-        for k, name in enumerate(names)
-    )
-    return f'<nav class="pages">page {n + 1} of {len(names)}: {links}</nav>'
+
+    def link(k: int, text: str, rel: str = "") -> str:
+        bad = trouble[k] if k < len(trouble) else 0
+        mark = f' class="trouble" title="{bad} failed or unknown"' if bad else ""
+        return f'<a href="{esc(quote(names[k]))}"{rel}{mark}>{text}</a>'
+
+    items = [link(n - 1, "\u2190 previous", ' rel="prev"')] if n > 0 else []
+    items += [
+        f'<b aria-current="page">{k + 1}</b>' if k == n else link(k, str(k + 1))
+        for k in range(len(names))
+    ]
+    if n + 1 < len(names):
+        items.append(link(n + 1, "next \u2192", ' rel="next"'))
+    return f'<nav class="pages">page {n + 1} of {len(names)}: {" ".join(items)}</nav>'
 
 
 def _part_label(part: Part) -> str:
@@ -609,25 +640,35 @@ def _grid_order(group: Group) -> list[JobRecord]:
 def _paginate(
     sections: Sequence[tuple[str, Group | None, Sequence[JobRecord]]], per_page: int
 ) -> list[list[Part]]:
+    """Sections onto pages: whole where a section fits on a page; a grid bigger than a page
+    cut between the rows of its grid (a row bigger than a page between its cards), each
+    part keeping the grid's layout and columns."""
     pages: list[list[Part]] = [[]]
     room = per_page
     for kind, group, members in sections:
         if room < len(members) <= per_page and pages[-1]:
             pages.append([])  # it fits on a page of its own: kept whole
             room = per_page
-        chunks: list[tuple[int, Sequence[JobRecord]]] = []
-        at = 0
-        while at < len(members):
-            if room == 0:
-                pages.append([])
-                room = per_page
-            chunk = members[at : at + room]
-            chunks.append((len(pages) - 1, chunk))
-            at += len(chunk)
-            room -= len(chunk)
+        units: Iterable[Sequence[JobRecord]] = [members]
+        if len(members) > room and group is not None:
+            units = grid_rows(group)
+        chunks: list[tuple[int, list[JobRecord]]] = []
+        for unit in units:
+            at = 0
+            while at < len(unit):
+                left = len(unit) - at
+                if room == 0 or (room < left <= per_page and room < per_page):
+                    pages.append([])  # a grid row that fits on a page is not cut
+                    room = per_page
+                take = unit[at : at + room]
+                if not chunks or chunks[-1][0] != len(pages) - 1:
+                    chunks.append((len(pages) - 1, []))
+                chunks[-1][1].extend(take)
+                at += len(take)
+                room -= len(take)
         for i, (page, chunk) in enumerate(chunks):
             part_group = group
             if group is not None and len(chunks) > 1:
                 part_group = regroup(group, chunk)
-            pages[page].append(Part(kind, tuple(chunk), part_group, i + 1, len(chunks)))
+            pages[page].append(Part(kind, tuple(chunk), part_group, i + 1, len(chunks), group))
     return pages
