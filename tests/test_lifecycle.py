@@ -341,9 +341,8 @@ async def test_a_state_that_cannot_be_made_durable_sends_nothing(tmp_path: Path)
     assert summary.stop_reason == "state"
 
 
-def test_sync_fsyncs_the_write_ahead_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from batcher.store import Store
-
+def _fsyncs_seen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, the path of every file fsynced (and fsynced still)."""
     synced: list[str] = []
     real = os.fsync
 
@@ -351,10 +350,17 @@ def test_sync_fsyncs_the_write_ahead_log(tmp_path: Path, monkeypatch: pytest.Mon
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real(fd)
 
+    monkeypatch.setattr(os, "fsync", spy)
+    return synced
+
+
+def test_sync_fsyncs_the_write_ahead_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from batcher.store import Store
+
     with Store.open(tmp_path / "s.db") as store:
         store.upsert_run("r", model="m", job_file=None, out_dir=str(tmp_path), options={})
         store.sync_jobs("r", specs(1))
-        monkeypatch.setattr(os, "fsync", spy)
+        synced = _fsyncs_seen(monkeypatch)
         store.sync()
     assert synced == [str(tmp_path / "s.db-wal")]
 
@@ -369,16 +375,9 @@ def test_sync_finds_the_log_of_a_state_reached_through_a_link(
 
     (tmp_path / "real").mkdir()
     (tmp_path / "link.db").symlink_to(tmp_path / "real" / "state.db")
-    synced: list[str] = []
-    real = os.fsync
-
-    def spy(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
     with Store.open(tmp_path / "link.db") as store:
         store.upsert_run("r", model="m", job_file=None, out_dir=str(tmp_path), options={})
-        monkeypatch.setattr(os, "fsync", spy)
+        synced = _fsyncs_seen(monkeypatch)
         store.sync()
         assert synced == [str(tmp_path / "real" / "state.db-wal")]
         (tmp_path / "real" / "state.db-wal").rename(tmp_path / "moved-wal")

@@ -419,26 +419,10 @@ def _controls(records: Iterable[JobRecord]) -> str:
     )
 
 
-def render_html(
-    records: Sequence[JobRecord],
-    *,
-    out_dir: str | os.PathLike[str],
-    title: str | None = None,
-    render_times: Sequence[str] = (),
-    money: Money | None = None,
-    emulated: bool = False,
-) -> str:
-    """The gallery page of `records` as one text: every job on one page (see `Pages`)."""
-    return "".join(
-        html_pieces(
-            records,
-            out_dir=out_dir,
-            title=title,
-            render_times=render_times,
-            money=money,
-            emulated=emulated,
-        )
-    )
+def render_html(records: Sequence[JobRecord], **options: Any) -> str:
+    """The gallery page of `records` as one text: every job on one page (`options`: those
+    of `html_pieces`)."""
+    return "".join(html_pieces(records, **options))
 
 
 def html_pieces(
