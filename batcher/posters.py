@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -66,23 +66,41 @@ def ensure_posters(records: Iterable[JobRecord]) -> None:
         ensure_posters_at(folder, paths)
 
 
-def ensure_posters_at(out_dir: str, paths: Iterable[str]) -> None:
-    """A poster beside every video of `paths` (relative to the run's folder `out_dir`).
+def ensure_posters_at(
+    out_dir: str, paths: Iterable[str], *, making: Callable[[], None] | None = None
+) -> int:
+    """A poster beside every video of `paths` (relative to the run's folder `out_dir`);
+    how many were made. `making` is called once, before the first one is made (a big
+    night's first report makes thousands: worth a word).
 
     The folder is listed once (names only), so a report of a big night whose posters are
     made costs a listing and two stats per video, not a poster made again."""
     names: set[str] | None = None
+    made = 0
     for path in paths:
         try:
-            if "/" in path:  # below the run's folder: the plain way
-                ensure_poster(Path(out_dir) / path)
+            video = Path(out_dir) / path
+            if video.suffix.lower() not in SUFFIXES:
                 continue
-            if names is None:
-                names = _names(out_dir)
-            if not _fresh(out_dir, names, path):
-                ensure_poster(Path(out_dir) / path)
+            if "/" not in path:
+                if names is None:
+                    names = _names(out_dir)
+                if _fresh(out_dir, names, path):
+                    continue
+            elif not video.exists() or _poster_fresh(video):  # below the folder: plainly
+                continue
+            if made == 0 and making is not None:
+                making()
+            if ensure_poster(video) is not None:
+                made += 1
         except Exception:  # noqa: BLE001 - a poster is a nicety: never the report's end
             continue
+    return made
+
+
+def _poster_fresh(video: Path) -> bool:
+    poster = poster_path(video)
+    return poster.exists() and _newer(poster.stat(), video.stat())
 
 
 def _names(folder: str) -> set[str]:

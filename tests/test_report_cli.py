@@ -268,3 +268,18 @@ def test_lean_records_completed_by_id_are_the_full_records(ws: Workspace) -> Non
         assert sorted(store.output_paths("tuscany")) == sorted(
             o.path for r in full.values() for o in r.outputs
         )
+
+
+def test_the_first_report_says_it_makes_poster_frames_and_the_next_does_not(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "first.yaml").write_text(FIRST, encoding="utf-8")
+    state = tmp_path / "b.db"
+    done = batcher("run", "first.yaml", "--emulator", "--no-progress", "--state", state,
+                   "--out", "outputs", cwd=tmp_path)  # fmt: skip
+    assert done.code == 0, done.err
+    first = batcher("report", "--state", state, cwd=tmp_path)
+    assert first.code == 0, first.err
+    assert "making poster frames" in first.err and "made 1 poster frame" in first.err
+    again = batcher("report", "--state", state, cwd=tmp_path)
+    assert again.code == 0 and "poster" not in again.err

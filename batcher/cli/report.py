@@ -114,7 +114,13 @@ def write_html_pages(
     `report-2.html`, ...; pages a bigger report left behind are removed), posters made
     first; (job versions shown, pages). Memory: lean records of the run and the full
     records of one page at a time."""
-    ensure_posters_at(store.run_info(run).out_dir, store.output_paths(run))
+    made = ensure_posters_at(
+        store.run_info(run).out_dir,
+        store.output_paths(run),
+        making=lambda: err("making poster frames (each video's first frame, once)..."),
+    )
+    if made:
+        err(f"made {count(made, 'poster frame')}")
     lean = list(store.iter_records(run, lean=True))
     pages = Pages(lean, per_page=per_page, **_about(store, run))
     names = page_names(path.name, len(pages))
