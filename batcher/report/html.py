@@ -617,8 +617,7 @@ def _part_label(part: Part) -> str:
 
 def _grid_order(group: Group) -> list[JobRecord]:
     """A group's jobs as its default grid shows them: row by row, cell by cell."""
-    rows, cols = group.default_layout
-    return [r for line in layout(group, rows, cols) for cell in line for r in cell.records]
+    return [r for row in grid_rows(group) for r in row]
 
 
 def _paginate(
