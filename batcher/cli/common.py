@@ -6,7 +6,7 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -14,6 +14,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from batcher import errors
+from batcher.errors import Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,6 +57,13 @@ def err(message: str) -> None:
     click.echo(message, err=True)
 
 
+def tally(problems: Sequence[Problem]) -> str:
+    """`3 error(s)`, with `, 1 warning(s)` when there are warnings too."""
+    n = sum(1 for p in problems if p.severity == "error")
+    warned = len(problems) - n
+    return f"{n} error(s)" + (f", {warned} warning(s)" if warned else "")
+
+
 def handle_errors(fn: F) -> F:
     """Turn expected errors into a one-line message and the documented exit code."""
 
@@ -66,8 +74,7 @@ def handle_errors(fn: F) -> F:
         except errors.JobFileInvalid as exc:
             for p in exc.problems:
                 err(str(p))
-            n = sum(1 for p in exc.problems if p.severity == "error")
-            err(f"{n} error(s); nothing was submitted")
+            err(f"{tally(exc.problems)}; nothing was submitted")
             sys.exit(EXIT_USAGE)
         except errors.BatcherError as exc:
             err(f"batcher: error: {exc}")

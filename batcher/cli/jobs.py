@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from batcher import errors
-from batcher.cli.common import EXIT_USAGE, count, err, handle_errors, state_option
+from batcher.cli.common import EXIT_USAGE, count, err, handle_errors, state_option, tally
 from batcher.jobfile import load_jobfile
 from batcher.jobfile.plan import (
     COLUMNS,
@@ -55,8 +55,7 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
             if not as_json:
                 for p in exc.problems:
                     err(str(p))
-                n = sum(1 for p in exc.problems if p.severity == "error")
-                err(f"{path}: {n} error(s)")
+                err(f"{path}: {tally(exc.problems)}")
             bad += 1
             continue
         except errors.BatcherError as exc:
