@@ -70,7 +70,7 @@ def ensure_posters_at(
     out_dir: str, paths: Iterable[str], *, making: Callable[[], None] | None = None
 ) -> int:
     """A poster beside every video of `paths` (relative to the run's folder `out_dir`);
-    how many were made. `making` is called once, before the first one is made (a big
+    how many were made. `making` is called once, as soon as the first one is made (a big
     night's first report makes thousands: worth a word).
 
     The folder is listed once (names only), so a report of a big night whose posters are
@@ -89,10 +89,10 @@ def ensure_posters_at(
                     continue
             elif not video.exists() or _poster_fresh(video):  # below the folder: plainly
                 continue
-            if made == 0 and making is not None:
-                making()
             if ensure_poster(video) is not None:
                 made += 1
+                if made == 1 and making is not None:
+                    making()  # after one is made: a video that cannot be read says nothing
         except Exception:  # noqa: BLE001 - a poster is a nicety: never the report's end
             continue
     return made

@@ -66,3 +66,13 @@ def test_a_folder_that_cannot_take_a_poster_is_no_failure(
     monkeypatch.setattr(posters, "ensure_poster", crash)
     record = SimpleNamespace(out_dir=str(tmp_path), outputs=[SimpleNamespace(path="fox.mp4")])
     posters.ensure_posters([record])  # type: ignore[list-item]  # no exception: report goes on
+
+
+def test_an_unreadable_video_makes_no_poster_and_says_nothing(tmp_path: Path) -> None:
+    from batcher.posters import ensure_posters_at
+
+    (tmp_path / "bad.mp4").write_bytes(b"not a video")
+    said: list[str] = []
+    for _ in range(2):
+        assert ensure_posters_at(str(tmp_path), ["bad.mp4"], making=lambda: said.append("x")) == 0
+    assert said == []

@@ -283,3 +283,12 @@ def test_the_first_report_says_it_makes_poster_frames_and_the_next_does_not(
     assert "making poster frames" in first.err and "made 1 poster frame" in first.err
     again = batcher("report", "--state", state, cwd=tmp_path)
     assert again.code == 0 and "poster" not in again.err
+
+
+def test_another_report_named_like_a_page_is_never_removed(ws: Workspace) -> None:
+    day2 = ws.report("first", "-o", "col/day-2.html")  # a report of its own
+    assert day2.code == 0, day2.err
+    day = ws.report("tuscany", "-o", "col/day.html")
+    assert day.code == 0, day.err
+    assert "removed" not in day.err
+    assert sorted(p.name for p in (ws.root / "col").glob("*.html")) == ["day-2.html", "day.html"]

@@ -255,3 +255,42 @@ def test_pages_keep_sections_whole_when_they_fit_and_cut_big_grids(run_dir: Path
     assert part.group.default_layout == big.parts[0][0].group.default_layout  # type: ignore[union-attr]
     seen = [r.id for page in big.parts for p in page for r in p.records]
     assert len(seen) == len(set(seen)) == 26
+
+
+def test_page_parts_after_review(run_dir: Path, tmp_path: Path) -> None:
+    """A review's findings: parts filter every axis and take the whole grid's shared
+    fields; the page at hand is marked when it holds failures; plain parts say N of M; a
+    swept value spelt like the 'missing' label is not drawn twice."""
+    from batcher.report.grid import MISSING, group_records
+    from batcher.report.html import Pages, _pager, page_names
+
+    fox = [
+        make_record(run_dir, name="fox", sweep={"cfg_scale": c, "aspect_ratio": a, "seed": c})
+        for c in (0.1, 0.2, 0.3)
+        for a in ("16:9", "9:16")
+    ]
+    plain = [make_record(run_dir, name=f"p{i}") for i in range(5)]
+    pages = Pages([*fox, *plain], per_page=2)
+    names = page_names("report.html", len(pages))
+    first = pages.parts[0][0]
+    assert first.group is not None and first.kind == "grid"
+    assert all(len(a.labels) == 1 for a in first.group.axes if a.field != "aspect_ratio")
+    text = "".join(pages.page(0, {r.id: r for r in [*fox, *plain]}, out_dir=run_dir, names=names))
+    shared = re.search(r'<div class="shared">(.*?)</div>', text)
+    assert shared is not None and "cfg_scale" not in shared.group(1)  # swept over the whole
+    last = "".join(
+        pages.page(len(pages) - 1, {r.id: r for r in plain}, out_dir=run_dir, names=names)
+    )
+    assert re.search(r"Jobs <small>\(1 of 5 jobs\)</small>", last)
+
+    nav = _pager(1, ["a.html", "b.html", "c.html"], [0, 2, 0])
+    assert '<b aria-current="page" class="trouble" title="2 failed or unknown">2</b>' in nav
+
+    odd = [
+        make_record(run_dir, name="odd", sweep={"a": MISSING}),
+        make_record(run_dir, name="odd", sweep={"b": 1}),
+    ]
+    (group,), _ = group_records(odd)
+    assert [a.labels.count(MISSING) for a in group.axes] == [1, 1]
+    page = render_html(odd, out_dir=run_dir)
+    assert len(re.findall(r'<article class="card[^"]*" id="(c\d+)"', page)) == 2

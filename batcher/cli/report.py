@@ -23,7 +23,7 @@ from batcher.models import JobRecord, Money
 from batcher.operations import render_time_lines, render_times
 from batcher.posters import ensure_posters, ensure_posters_at
 from batcher.report import csv_lines, html_pieces, jsonl_lines, render_yaml
-from batcher.report.html import GENERATOR, PAGE_CARDS, Pages, page_names
+from batcher.report.html import GENERATOR, PAGE_CARDS, Pages, esc, page_names
 from batcher.store import Store
 
 FORMATS = ("html", "csv", "jsonl", "yaml")
@@ -129,7 +129,7 @@ def write_html_pages(
         full = store.completed(pages.records(n))
         write_text(folder / name, pages.page(n, full, out_dir=folder, names=names))
     extra = len(pages) + 1
-    while _ours(stale := folder / page_names(path.name, extra)[-1]):
+    while _ours(stale := folder / page_names(path.name, extra)[-1], path.name):
         stale.unlink()  # a page of a bigger report before (numbered without gaps)
         extra += 1
     if extra > len(pages) + 1:
@@ -137,14 +137,17 @@ def write_html_pages(
     return len(lean), len(pages)
 
 
-def _ours(page: Path) -> bool:
-    """Whether `page` is a report page batcher wrote (its head names the generator)."""
+def _ours(page: Path, first: str) -> bool:
+    """Whether `page` is a page batcher wrote of the report whose first page is `first`
+    (its head names both), not a page of another report or anyone else's file."""
     try:
         with page.open("rb") as fh:
             head = fh.read(4096)
     except OSError:
         return False
-    return f'<meta name="generator" content="{GENERATOR}">'.encode() in head
+    mine = f'<meta name="generator" content="{GENERATOR}">'
+    mine += f'<meta name="batcher-first-page" content="{esc(first)}">'
+    return mine.encode() in head
 
 
 def _about(store: Store, run: str) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def _ordered_labels(values: Sequence[Any]) -> tuple[str, ...]:
     if present and all(_is_number(v) for v in present):
         present = sorted(present, key=float)
     labels = list(dict.fromkeys(value_label(v) for v in present))
-    if len(present) < len(values):
+    if len(present) < len(values) and MISSING not in labels:
         labels.append(MISSING)
     return tuple(labels)
 
@@ -156,14 +156,12 @@ def group_records(records: Iterable[JobRecord]) -> tuple[list[Group], list[JobRe
 
 def regroup(group: Group, members: Sequence[JobRecord]) -> Group:
     """The part of `group` that `members` (rows of its grid, or a piece of a row) make:
-    the same layout, with the rows and columns those jobs are on, in the group's order."""
-    rows, cols = group.default_layout
-    shown = {f: {group.label(r, f) for r in members} for f in (rows, cols) if f is not None}
+    the same layout, each axis with the values those jobs have, in the group's order."""
+    shown = {a.field: {group.label(r, a.field) for r in members} for a in group.axes}
     axes = tuple(
-        Axis(a.field, tuple(x for x in a.labels if x in shown[a.field])) if a.field in shown else a
-        for a in group.axes
+        Axis(a.field, tuple(x for x in a.labels if x in shown[a.field])) for a in group.axes
     )
-    return Group(group.name, tuple(members), axes, group.row_axis, fixed=(rows, cols))
+    return Group(group.name, tuple(members), axes, group.row_axis, fixed=group.default_layout)
 
 
 def grid_rows(group: Group) -> list[list[JobRecord]]:

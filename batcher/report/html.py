@@ -322,7 +322,11 @@ def _grid_table(group: Group, card_of: Callable[[JobRecord], str]) -> Iterator[s
 
 
 def _grid_section(
-    gid: str, group: Group, card_of: Callable[[JobRecord], str], part: Part | None = None
+    gid: str,
+    group: Group,
+    card_of: Callable[[JobRecord], str],
+    part: Part | None = None,
+    shared: Mapping[str, Any] | None = None,
 ) -> Iterator[str]:
     """A sweep grid; a `part` of a bigger one says which part, of how many jobs in all."""
     whole = part.whole if part is not None and part.whole is not None else group
@@ -334,7 +338,8 @@ def _grid_section(
     count = f"{len(whole.records)} jobs"
     if whole is not group:
         count = f"{len(group.records)} of {count}"
-    shared = group.shared
+    if shared is None:
+        shared = whole.shared
     prompt = f'<p class="prompt">{esc(shared["prompt"])}</p>' if "prompt" in shared else ""
     label = _part_label(part) if part is not None else ""
     yield (
@@ -415,7 +420,7 @@ def _controls(records: Iterable[JobRecord]) -> str:
     return (
         f'<div class="controls">{boxes}<input type="search" id="search" '
         f'placeholder="search prompts and keys" aria-label="search prompts and keys">'
-        f'<span id="shown"></span></div></header>'
+        f'<span id="shown"></span></div>'
     )
 
 
@@ -496,6 +501,8 @@ class Pages:
         if superseded:
             sections.append(("history", None, superseded))
         self.parts = _paginate(sections, per_page)
+        self.section_sizes = {"plain": len(plain), "history": len(superseded)}
+        self._shared: dict[int, dict[str, Any]] = {}
         self.plain_heading = "Jobs" if groups else "Gallery"
         runs = ", ".join(sorted({r.run for r in records})) or "empty"
         self.title = title or f"batcher report: {runs}"
@@ -513,6 +520,19 @@ class Pages:
 
     def __len__(self) -> int:
         return len(self.parts)
+
+    def shared(self, group: Group) -> dict[str, Any]:
+        """`group.shared`, worked out once per group (it reads every job of the group)."""
+        found = self._shared.get(id(group))
+        if found is None:
+            found = self._shared[id(group)] = group.shared
+        return found
+
+    def of_all(self, part: Part) -> str:
+        """` <small>(N jobs)</small>`, or `N of M jobs` for a part of a bigger section."""
+        total = self.section_sizes.get(part.kind, len(part.records))
+        count = f"{len(part.records)} of {total}" if part.of > 1 else str(total)
+        return f" <small>({count} jobs)</small>"
 
     def records(self, n: int) -> list[JobRecord]:
         """The records of page `n` (0-based), as given: `page` needs their full forms."""
@@ -538,38 +558,45 @@ class Pages:
             f'<meta http-equiv="Content-Security-Policy" content="{content_security_policy()}">'
             '<meta name="referrer" content="no-referrer">'
             f'<meta name="generator" content="{GENERATOR}">'
+            f'<meta name="batcher-first-page" content="{esc(names[0])}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{esc(self.title)}{of}</title><style>{asset('page.css')}</style></head>"
-            f"<body>{self.header}{_controls(self.records(n))}{pager}<main>"
+            f"<body>{self.header}{_controls(self.records(n))}{pager}</header><main>"
         )
         grids: list[dict[str, Any]] = []
         for k, part in enumerate(parts):
             gid = f"g{k}"
 
-            def card_of(record: JobRecord, part: Part = part) -> str:
+            fields = [a.field for a in part.group.axes] if part.group is not None else []
+            hidden = frozenset(self.shared(part.whole)) if part.whole is not None else None
+
+            def card_of(
+                record: JobRecord,
+                fields: list[str] = fields,
+                hidden: frozenset[str] | None = hidden,
+            ) -> str:
                 whole = full.get(record.id, record)  # gone meanwhile (forgotten): as planned
-                if part.group is None:
+                if hidden is None:
                     return card(self.index_of[record.id], whole, out_dir)
-                fields = [a.field for a in part.group.axes]
-                shared = frozenset(part.group.shared)
                 return card(
-                    self.index_of[record.id], whole, out_dir, sweep_fields=fields, shared=shared
+                    self.index_of[record.id], whole, out_dir, sweep_fields=fields, shared=hidden
                 )
 
             if part.group is not None:
-                yield from _grid_section(gid, part.group, card_of, part)
+                shared = self.shared(part.whole or part.group)
+                yield from _grid_section(gid, part.group, card_of, part, shared)
                 grids.append(_grid_data(gid, part.group, self.index_of))
             elif part.kind == "plain":
                 yield (
                     f'<section class="group plain" id="plain"><h2>{self.plain_heading}'
-                    f'{_part_label(part)}</h2><div class="gallery">'
+                    f'{self.of_all(part)}{_part_label(part)}</h2><div class="gallery">'
                 )
                 yield from (card_of(r) for r in part.records)
                 yield "</div></section>"
             else:
                 yield (
                     f'<section class="group history" id="history"><details><summary>'
-                    f"Superseded versions ({len(part.records)}){_part_label(part)}: edited "
+                    f"Superseded versions{self.of_all(part)}{_part_label(part)}: edited "
                     f'since, kept for history</summary><div class="gallery">'
                 )
                 yield from (card_of(r) for r in part.records)
@@ -602,8 +629,10 @@ def _pager(n: int, names: Sequence[str], trouble: Sequence[int] = ()) -> str:
         return f'<a href="{esc(quote(names[k]))}"{rel}{mark}>{text}</a>'
 
     items = [link(n - 1, "\u2190 previous", ' rel="prev"')] if n > 0 else []
+    here = trouble[n] if n < len(trouble) else 0
+    mark = f' class="trouble" title="{here} failed or unknown"' if here else ""
     items += [
-        f'<b aria-current="page">{k + 1}</b>' if k == n else link(k, str(k + 1))
+        f'<b aria-current="page"{mark}>{k + 1}</b>' if k == n else link(k, str(k + 1))
         for k in range(len(names))
     ]
     if n + 1 < len(names):
