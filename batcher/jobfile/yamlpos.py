@@ -407,15 +407,18 @@ class _Fast:
         table: dict[str, Any] = {}
         one_key = self.keys.setdefault  # one string per distinct key, not per use
         scalar, shallow = self.scalar, path is not None and depth < SHALLOW
-        while True:
+        scalar_event, end_event, plain = ScalarEvent, MappingEndEvent, self.plain
+        while True:  # the hottest loop of a big file: names held in locals
             event = get()
-            if type(event) is MappingEndEvent:
+            kind = type(event)
+            if kind is end_event:
                 if path is not None:
                     self.region(path, start, event)
                 return table
-            if type(event) is not ScalarEvent or event.tag is not None:
+            if kind is not scalar_event or event.tag is not None:
                 raise _Bail
-            key = one_key(event.value, event.value)
+            text = event.value
+            key = one_key(text, text)
             if key in table or key == "<<":
                 raise _Bail
             if shallow:
@@ -425,12 +428,15 @@ class _Fast:
                 table[key] = self.node(get(), sub, depth + 1)
                 continue
             event = get()
-            if type(event) is not ScalarEvent:
+            if type(event) is not scalar_event:
                 table[key] = self.node(event, None, depth + 1)
-            elif event.tag is None and not event.implicit[0]:
+            elif event.tag is not None:
+                raise _Bail
+            elif not event.implicit[0]:
                 table[key] = event.value  # quoted text: the most common value of all
             else:
-                table[key] = scalar(event)
+                known = plain.get(event.value)  # a plain value seen before: 5, 0.3, true
+                table[key] = known[0] if known is not None else scalar(event)
 
     def region(self, path: YPath, start: int, end: Any) -> None:
         """Where the shallow collection at `path` was written (`end`: its end event)."""
