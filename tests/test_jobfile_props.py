@@ -347,3 +347,11 @@ def test_a_deep_question_indexes_only_the_job_it_is_about() -> None:
     assert doc.key_pos(path) == careful.key_pos(path)
     assert doc.indexed == {("jobs", 7)} and not doc.complete
     assert ("jobs", 8, "multi_prompt") not in doc.values
+
+
+@given(st.text(alphabet='ab,;\t é"\r\n', max_size=30), st.sampled_from([",", "\t"]))
+@FAST
+def test_csv_cell_positions_by_lengths_match_the_scan(chunk: str, delimiter: str) -> None:
+    from batcher.jobfile.rows import _cell_positions, _scanned_positions
+
+    assert _cell_positions(chunk, 7, delimiter) == _scanned_positions(chunk, 7, delimiter)
