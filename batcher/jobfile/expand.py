@@ -92,6 +92,7 @@ class Expander:
         """Every job of the file, in file order, made as it is asked for."""
         self.vars = body.vars
         for entry in body.entries:
+            rows_of = None if entry.rows is None else entry.name or Path(entry.rows[0]).stem
             for name, name_origin, origin, fields, sweep in self.variants(entry):
                 if not self.claim_name(name, name_origin):
                     # Already an error; still expand it (under a name no job can have) so
@@ -103,7 +104,6 @@ class Expander:
                     what = f"the file expands to more than {MAX_JOBS} jobs; split it"
                     self.problems.append(entry.origin.problem(what))
                     return
-                rows_of = None if entry.rows is None else entry.name or Path(entry.rows[0]).stem
                 yield from self.jobs(name, origin, fields, sweep, entry.repeat, rows_of)
         for var, (_, origin) in self.vars.items():
             if var not in self.used_vars:
