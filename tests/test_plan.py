@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from batcher.cli import jobs as cli_jobs
 from batcher.cli import main
 from batcher.jobfile import JobFile, load_jobfile, loads_jobfile
-from batcher.jobfile.plan import plain_table, plan_document, plan_rows, summary, totals
+from batcher.jobfile.plan import job_entry, plain_table, plan_document, plan_rows, summary, totals
 
 TEXT = """
 name: p
@@ -147,3 +147,17 @@ def test_plan_json_streams_the_same_document(tmp_path: Path) -> None:
     assert json.loads("".join(pieces)) == plan_document(jf, rows, {"money": {"spent_usd": 0}})
     empty = plan_json(jf, [], None)
     assert json.loads("".join(empty))["jobs"] == []
+
+
+def test_a_plan_line_is_the_job_entry_as_json_would_write_it(tmp_path: Path) -> None:
+    from batcher.jobfile.plan import _ENCODER, job_line
+
+    (tmp_path / "odd.yaml").write_text(
+        'name: p\njobs:\n  - name: "fox \\"quoted\\" é 雪 \\t tab"\n'
+        '    prompt: "line\\nbreak </script> \\u2028"\n'
+        "    sweep: {cfg_scale: [0.3, 1], sound: [true, false]}\n    repeat: 2\n",
+        encoding="utf-8",
+    )
+    jf = load_jobfile(tmp_path / "odd.yaml")
+    for r in plan_rows(jf, {jf.jobs[0].key: "done"}):
+        assert job_line(r) == _ENCODER.encode(job_entry(r))
