@@ -366,13 +366,13 @@ class Reader:
     def entry(self, i: int, item: Any, inputs: tuple[str, ...], defaults: Entry) -> Entry | None:
         path: YPath = ("jobs", i)
         origin = Origin.at(self.doc, path)
-        e = Entry(index=i, origin=origin, name=None, name_origin=origin)
         if isinstance(item, str):  # shorthand: a bare prompt
-            own = Entry(index=i, origin=origin, name=None, name_origin=origin, repeat=0)
-            own.fields["prompt"] = (item, origin)
+            e = Entry(index=i, origin=origin, name=None, name_origin=origin, repeat=0)
+            e.fields["prompt"] = (item, origin)
             item = {}
         elif isinstance(item, dict):
-            own = self.section(path, inputs, ENTRY_KEYS, what="a job", node=item, origin=origin)
+            e = self.section(path, inputs, ENTRY_KEYS, what="a job", node=item, origin=origin)
+            e.index = i
         else:
             self.error(path, f"a job must be a mapping (or a prompt text), not {kind(item)}")
             return None
@@ -395,13 +395,14 @@ class Reader:
             else:
                 what = f"rows must be the path of a .csv, .tsv or .jsonl file, not {kind(r)}"
                 self.error((*path, "rows"), what)
-        e.fields = {**defaults.fields, **own.fields} if defaults.fields else own.fields
+        # The job's own fields and sweep over the defaults (a field the job sets is not
+        # swept by the defaults).
         if defaults.sweep:
-            e.sweep = {k: v for k, v in defaults.sweep.items() if k not in own.fields}
-            e.sweep.update(own.sweep)
-        else:
-            e.sweep = own.sweep
-        e.repeat = own.repeat or defaults.repeat or 1
+            swept = {k: v for k, v in defaults.sweep.items() if k not in e.fields}
+            e.sweep = {**swept, **e.sweep}
+        if defaults.fields:
+            e.fields = {**defaults.fields, **e.fields}
+        e.repeat = e.repeat or defaults.repeat or 1
         return e
 
 
