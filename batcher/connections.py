@@ -33,8 +33,8 @@ __all__ = ["pooled_client"]
 
 def pooled_client(limits: httpx.Limits, **options: Any) -> httpx.AsyncClient:
     """An httpx client with `limits` (and its other `options`) over the cheap-check pool."""
-    if urllib.request.getproxies():
-        return httpx.AsyncClient(limits=limits, **options)
+    if any(kind in urllib.request.getproxies() for kind in ("http", "https", "all")):
+        return httpx.AsyncClient(limits=limits, **options)  # NO_PROXY alone proxies nothing
     return httpx.AsyncClient(transport=_Transport(limits), **options)
 
 

@@ -65,3 +65,14 @@ def test_a_proxy_in_the_environment_keeps_httpx_s_own_client(
         assert not isinstance(client._transport, connections._Transport)
     finally:
         anyio.run(client.aclose)
+
+
+def test_no_proxy_alone_keeps_the_cheap_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "localhost")
+    client = connections.pooled_client(httpx.Limits(max_connections=2))
+    try:
+        assert isinstance(client._transport, connections._Transport)
+    finally:
+        anyio.run(client.aclose)
