@@ -79,14 +79,15 @@ def ensure_posters_at(
     made = 0
     for path in paths:
         try:
-            video = Path(out_dir) / path
-            if video.suffix.lower() not in SUFFIXES:
+            if not path.lower().endswith(SUFFIXES):  # strings, not paths: 100,000 of them
                 continue
-            if "/" not in path:
+            video = Path(out_dir) / path if "/" in path else None
+            if video is None:
                 if names is None:
                     names = _names(out_dir)
                 if _fresh(out_dir, names, path):
                     continue
+                video = Path(out_dir) / path
             elif not video.exists() or _poster_fresh(video):  # below the folder: plainly
                 continue
             if ensure_poster(video) is not None:
