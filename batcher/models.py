@@ -124,7 +124,7 @@ class JobSpec:
     rows_of: str | None = None  # the rows entry (its name or file stem) of a job from a row
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class OutputFile:
     """One downloaded output: where it came from and what landed on disk."""
 
@@ -181,7 +181,7 @@ class Job:
         )
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Attempt:
     """One remote attempt of a job (history is never overwritten)."""
 
@@ -193,7 +193,7 @@ class Attempt:
     error: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, slots=True)
 class JobRecord:
     """A job version as the state store knows it (what reports are made of)."""
 

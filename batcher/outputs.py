@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ def sidecar_data(
         "sweep": dict(rec.sweep),
         "repeat": rec.repeat,
         "request_id": rec.request_id,
-        "outputs": [f.__dict__ for f in files],
+        "outputs": [asdict(f) for f in files],
         "attempts": [_attempt(a, a is rec.attempts[-1], finished_at) for a in rec.attempts],
         "timings": {
             "created_at": iso(rec.created_at),
@@ -74,7 +75,7 @@ def sidecar_data(
 def _attempt(a: Attempt, last: bool, finished_at: float) -> dict[str, Any]:
     # The sidecar is written just before the `done` commit that closes the last attempt:
     # say here what that commit will say.
-    data = a.__dict__ | {"submitted_at": iso(a.submitted_at), "finished_at": iso(a.finished_at)}
+    data = asdict(a) | {"submitted_at": iso(a.submitted_at), "finished_at": iso(a.finished_at)}
     if last:
         data |= {"outcome": "succeeded", "finished_at": iso(finished_at)}
     return data

@@ -25,7 +25,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -583,7 +583,7 @@ class Store(Reader):
     @state_errors
     def set_outputs(self, job_id: int, outputs: Sequence[OutputFile], *, reason: str) -> None:
         """Replace a job's recorded files (e.g. an old version's file moved aside)."""
-        data = json.dumps([o.__dict__ for o in outputs])
+        data = json.dumps([asdict(o) for o in outputs])
         with self._tx() as c:
             c.execute(
                 "UPDATE jobs SET outputs=?, updated_at=? WHERE id=?", (data, self._clock(), job_id)
@@ -651,7 +651,7 @@ class Store(Reader):
 
 def _column(name: str, value: Any) -> Any:
     if name == "outputs":
-        return json.dumps([o.__dict__ if isinstance(o, OutputFile) else o for o in value])
+        return json.dumps([asdict(o) if isinstance(o, OutputFile) else o for o in value])
     return value
 
 
