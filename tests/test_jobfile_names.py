@@ -79,7 +79,11 @@ def test_output_stem_and_repeat_suffix() -> None:
 
 
 def test_unique_stems_case_insensitively_and_first_come_keeps_its_name() -> None:
-    got = names.unique_stems([("r/fox", "fox"), ("r/Fox", "Fox"), ("r/fox!", "fox")])
+    unique = names.UniqueStems()
+    got = {
+        k: unique.add(k, stem)
+        for k, stem in [("r/fox", "fox"), ("r/Fox", "Fox"), ("r/fox!", "fox")]
+    }
     assert got["r/fox"] == "fox"
     assert got["r/Fox"] == f"Fox-{names.short_hash('r/Fox')}"
     assert got["r/fox!"] == f"fox-{names.short_hash('r/fox!')}"

@@ -161,14 +161,6 @@ class Expander:
         base = {k: self.prepare(k, v) for k, v in fields.items()}
         order = self.field_order((*base, *sweep))
         head = f"{self.run_key}/{names.key_text(name)}"  # job_key(run, name, (), 0)
-        if not sweep:  # one payload (the usual prompt-per-job file): no product to take
-            payload = {k: base[k][0] for k in order}
-            fields_of = self.add_shot_type(payload, base)
-            canon = names.canonical_json(payload)
-            for r in range(repeat):
-                key = names.job_key_after(head, (), r)
-                yield Draft(name, key, origin, payload, fields_of, (), (), r, canon, rows_of)
-            return
         axes = [[self.axis_value(k, v) for v in sweep[k]] for k in sorted(sweep)]
         for point in itertools.product(*axes):
             merged = base

@@ -6,7 +6,7 @@ Invariants:
   reserved Windows device name (CON, NUL, COM1, ...): it can only name a file directly
   inside the output folder. Whenever it must drop information (truncation, characters
   with no ASCII form), a short hash of the original text keeps distinct inputs distinct.
-- So an output name (`output_stem`, `unique_stems`) never contains `~`: the file names
+- So an output name (`output_stem`, `UniqueStems`) never contains `~`: the file names
   batcher derives from one use it (`NAME~2.mp4` for a second output, `NAME~v3.mp4` for
   an earlier version, see `store.placement`), and no job's own name can be one of them.
 - `job_key()` is injective: the separators "/", ",", "=", "#" (and "%") are
@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_STEM = 100  # file stem; leaves room for ".mp4", ".json" and temp suffixes
@@ -182,12 +182,6 @@ class UniqueStems:
             tries += 1
         self.taken.add(candidate.casefold())
         return candidate
-
-
-def unique_stems(stems: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """key -> stem, made unique case-insensitively: later collisions get a key hash."""
-    unique = UniqueStems()
-    return {key: unique.add(key, stem) for key, stem in stems}
 
 
 def sweep_items(sweep: Mapping[str, Any]) -> list[tuple[str, Any]]:

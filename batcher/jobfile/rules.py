@@ -86,7 +86,7 @@ class Checker:
         self.has_shot_type = "shot_type" in schema.schema.get("properties", {})
         self.fields = _fieldwise(schema.schema)
         self.required = [r for r in schema.schema.get("required", []) if isinstance(r, str)]
-        self.quick = {k: q for k, q in _quick_checks(schema.schema).items() if q is not None}
+        self.quick = _quick_checks(schema.schema)
         self.field_cache: dict[tuple[Any, ...], tuple[Any, list[Finding]]] = {}
 
     def check(self, drafts: Iterable[Draft]) -> list[Problem]:
@@ -283,12 +283,13 @@ _QUICK_TYPES: dict[str, Any] = {
 
 
 def _quick_checks(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """field -> a quick check that accepts only values the field's schema accepts (None when
-    the field's schema is not simple enough); a value it does not accept goes to jsonschema."""
+    """field -> a quick check that accepts only values the field's schema accepts (for the
+    fields whose schema is simple enough); a value it does not accept goes to jsonschema."""
     props = schema.get("properties")
     if not isinstance(props, dict):
         return {}
-    return {k: _quick(sub) for k, sub in props.items()}
+    checks = {k: _quick(sub) for k, sub in props.items()}
+    return {k: check for k, check in checks.items() if check is not None}
 
 
 def _quick(sub: Any) -> Any:

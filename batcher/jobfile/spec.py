@@ -107,11 +107,6 @@ class Origin:
         return f"{self.file}:{self.line}"
 
 
-def yaml_origin(doc: Doc, path: YPath, *, at_key: bool = False) -> Origin:
-    """The origin of the value (or of its key) at `path` in the job file."""
-    return Origin.at(doc, path, at_key=at_key)
-
-
 def nested(doc: Doc, origin: Origin, rest: YPath) -> Origin:
     """Origin of a part inside a value (e.g. `multi_prompt[1].duration`)."""
     if not rest:

@@ -20,7 +20,7 @@ from typing import Any
 
 from batcher.errors import JobFileInvalid, Problem
 from batcher.jobfile import names
-from batcher.jobfile.spec import Body, Entry, Origin, Value, yaml_origin
+from batcher.jobfile.spec import Body, Entry, Origin, Value
 from batcher.jobfile.yamlpos import Doc, YPath
 from batcher.models import DEFAULT_MODEL, RunOptions
 
@@ -108,7 +108,7 @@ class Reader:
 
     # -- helpers -------------------------------------------------------------------------
     def error(self, path: YPath, what: str, *, at_key: bool = False, warning: bool = False) -> None:
-        origin = yaml_origin(self.doc, path, at_key=at_key)
+        origin = Origin.at(self.doc, path, at_key=at_key)
         self.problems.append(origin.problem(what, warning=warning))
 
     def unknown(self, path: YPath, known: tuple[str, ...] | list[str], extra: str = "") -> None:
@@ -140,13 +140,13 @@ class Reader:
             what = f"{what}, not {kind(self.doc.data)}"
             if self.doc.data is None:
                 what = "no YAML content (only comments or blank lines): add a `jobs:` list"
-            self.problems.append(yaml_origin(self.doc, ()).problem(what))
+            self.problems.append(Origin.at(self.doc, ()).problem(what))
             raise JobFileInvalid(self.problems)
         self.root = self.doc.data
         h = Header()
         model = self.root.get("model", DEFAULT_MODEL)
         if "model" in self.root:
-            h.model_origin = yaml_origin(self.doc, ("model",))
+            h.model_origin = Origin.at(self.doc, ("model",))
             if not isinstance(model, str) or not model.strip():
                 self.error(("model",), f"model must be a model id (text), not {kind(model)}")
                 model = DEFAULT_MODEL
@@ -154,7 +154,7 @@ class Reader:
         if "schema" in self.root:
             s = self.root["schema"]
             if isinstance(s, str) and s.strip():
-                h.schema_file = (s, yaml_origin(self.doc, ("schema",)))
+                h.schema_file = (s, Origin.at(self.doc, ("schema",)))
             else:
                 self.error(("schema",), f"schema must be a path to a JSON file, not {kind(s)}")
         h.run = self.run_name(path)
@@ -232,7 +232,7 @@ class Reader:
         jobs = self.root.get("jobs")
         if "jobs" not in self.root or jobs is None:
             self.problems.append(
-                yaml_origin(self.doc, ("jobs",) if "jobs" in self.root else ()).problem(
+                Origin.at(self.doc, ("jobs",) if "jobs" in self.root else ()).problem(
                     "no jobs: add a `jobs:` list with at least one job", where=""
                 )
             )
@@ -264,7 +264,7 @@ class Reader:
             elif isinstance(value, bool) or not isinstance(value, str | int | float):
                 self.error(path, f"a var must be text or a number, not {kind(value)}")
             else:
-                out[name] = (str(value), yaml_origin(self.doc, path))
+                out[name] = (str(value), Origin.at(self.doc, path))
         return out
 
     def section(
@@ -280,7 +280,7 @@ class Reader:
         """`defaults:` or one job mapping (`node`, else read at `path`): input fields, sweep,
         repeat (+ name, rows)."""
         node = self.doc_get(path) if node is None else node
-        origin = yaml_origin(self.doc, path) if origin is None else origin
+        origin = Origin.at(self.doc, path) if origin is None else origin
         entry = Entry(index=-1, origin=origin, name=None, name_origin=origin, repeat=0)
         table = (self.mapping(path, node, what) if node is not None else None) or {}
         for key, value in table.items():
@@ -352,7 +352,7 @@ class Reader:
         seen: dict[str, int] = {}
         out: list[Value] = []
         for i, v in enumerate(values):
-            origin = yaml_origin(self.doc, (*path, i))
+            origin = Origin.at(self.doc, (*path, i))
             canon = names.canonical_json(names.normalize(v))
             if canon in seen:
                 self.problems.append(
@@ -391,7 +391,7 @@ class Reader:
         if "rows" in item:
             r = item["rows"]
             if isinstance(r, str) and r.strip():
-                e.rows = (r.strip(), yaml_origin(self.doc, (*path, "rows")))
+                e.rows = (r.strip(), Origin.at(self.doc, (*path, "rows")))
             else:
                 what = f"rows must be the path of a .csv, .tsv or .jsonl file, not {kind(r)}"
                 self.error((*path, "rows"), what)

@@ -90,8 +90,8 @@ class Doc:
     """A parsed YAML document: data, positions and the problems met while building it.
 
     After the fast path (`parse` on a plain document) only paths of up to `SHALLOW` parts
-    are indexed; the first question about a deeper one indexes the whole text (a second
-    parse, paid only when a problem is reported deep inside a file).
+    are indexed; the first question about a deeper one indexes the shallow collection it
+    lies in, from that collection's own text (paid only when a problem is reported there).
     """
 
     file: str
@@ -138,10 +138,7 @@ class Doc:
             self.spans.setdefault((*prefix, *rel), (a - pad + start, b - pad + start))
 
     def _index_all(self) -> None:
-        full = Doc(file=self.file, text=self.text)
-        root = _compose(self.text, _FastLoader)
-        if root is not None:
-            _Builder(full, yaml.SafeLoader("")).build(root)
+        full = parse(self.text, file=self.file, careful=True)
         self.values, self.keys, self.spans = full.values, full.keys, full.spans
         self.complete = True
 
@@ -407,7 +404,7 @@ class _Fast:
         table: dict[str, Any] = {}
         one_key = self.keys.setdefault  # one string per distinct key, not per use
         scalar, shallow = self.scalar, path is not None and depth < SHALLOW
-        scalar_event, end_event, plain = ScalarEvent, MappingEndEvent, self.plain
+        scalar_event, end_event = ScalarEvent, MappingEndEvent
         while True:  # the hottest loop of a big file: names held in locals
             event = get()
             kind = type(event)
@@ -430,13 +427,10 @@ class _Fast:
             event = get()
             if type(event) is not scalar_event:
                 table[key] = self.node(event, None, depth + 1)
-            elif event.tag is not None:
-                raise _Bail
-            elif not event.implicit[0]:
+            elif event.tag is None and not event.implicit[0]:
                 table[key] = event.value  # quoted text: the most common value of all
             else:
-                known = plain.get(event.value)  # a plain value seen before: 5, 0.3, true
-                table[key] = known[0] if known is not None else scalar(event)
+                table[key] = scalar(event)
 
     def region(self, path: YPath, start: int, end: Any) -> None:
         """Where the shallow collection at `path` was written (`end`: its end event)."""
