@@ -163,17 +163,20 @@ class Expander:
         head = f"{self.run_key}/{names.key_text(name)}"  # job_key(run, name, (), 0)
         axes = [[self.axis_value(k, v) for v in sweep[k]] for k in sorted(sweep)]
         for point in itertools.product(*axes):
-            merged = base
-            if point:
+            merged: dict[str, Value] = base
+            swept: tuple[tuple[str, Any], ...] = ()
+            key_parts: list[str] = []
+            name_parts: tuple[str, ...] = ()
+            if point:  # a swept job (a plain one, most of a big file, skips all this)
                 merged = dict(base)
                 for p in point:
                     merged[p.field] = (p.value, p.origin)
+                swept = tuple((p.field, p.value) for p in point)
+                key_parts = [p.key_part for p in point]
+                name_parts = tuple(p.name_part for p in point)
             payload = {k: merged[k][0] for k in order}
             fields_of = self.add_shot_type(payload, merged)
             canon = names.canonical_json(payload)
-            swept = tuple((p.field, p.value) for p in point)
-            key_parts = [p.key_part for p in point]
-            name_parts = tuple(p.name_part for p in point)
             for r in range(repeat):
                 key = names.job_key_after(head, key_parts, r)
                 yield Draft(
