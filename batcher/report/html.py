@@ -325,11 +325,12 @@ def _grid_section(
     gid: str,
     group: Group,
     card_of: Callable[[JobRecord], str],
-    part: Part | None = None,
-    shared: Mapping[str, Any] | None = None,
+    part: Part,
+    shared: Mapping[str, Any],
 ) -> Iterator[str]:
-    """A sweep grid; a `part` of a bigger one says which part, of how many jobs in all."""
-    whole = part.whole if part is not None and part.whole is not None else group
+    """The grid of `part` (`group`: the jobs it shows; `shared`: what the whole grid's jobs
+    share); a part of a bigger grid says which part, of how many jobs in all."""
+    whole = part.whole or group
     rows, cols = group.default_layout
     fields = [axis.field for axis in group.axes]
     shape = " \u00d7 ".join(f"{len(a.labels)} {esc(a.field)}" for a in whole.axes)
@@ -338,13 +339,10 @@ def _grid_section(
     count = f"{len(whole.records)} jobs"
     if whole is not group:
         count = f"{len(group.records)} of {count}"
-    if shared is None:
-        shared = whole.shared
     prompt = f'<p class="prompt">{esc(shared["prompt"])}</p>' if "prompt" in shared else ""
-    label = _part_label(part) if part is not None else ""
     yield (
         f'<section class="group sweep" id="{gid}"><h2>{esc(group.name)} '
-        f"<small>{count}: {shape}{extra}</small>{label}</h2>"
+        f"<small>{count}: {shape}{extra}</small>{_part_label(part)}</h2>"
         f'<div class="shared">{prompt}{_shots(shared)}{_params(shared)}</div>'
         f'<div class="axes"><label>rows {_select("rows", fields, rows)}</label> '
         f"<label>columns {_select('cols', fields, cols)}</label></div>"
@@ -493,13 +491,14 @@ class Pages:
         current = [r for r in records if r.current]
         superseded = [r for r in records if not r.current]
         groups, plain = group_records(current)
-        sections: list[tuple[str, Group | None, Sequence[JobRecord]]] = [
-            ("grid", g, _grid_order(g)) for g in groups
+        sections: list[tuple[str, Group | None, list[Sequence[JobRecord]]]] = [
+            ("grid", g, grid_rows(g))
+            for g in groups  # in grid order, row by row
         ]
         if plain:
-            sections.append(("plain", None, plain))
+            sections.append(("plain", None, [plain]))
         if superseded:
-            sections.append(("history", None, superseded))
+            sections.append(("history", None, [superseded]))
         self.parts = _paginate(sections, per_page)
         self.section_sizes = {"plain": len(plain), "history": len(superseded)}
         self._shared: dict[int, dict[str, Any]] = {}
@@ -582,8 +581,8 @@ class Pages:
                     self.index_of[record.id], whole, out_dir, sweep_fields=fields, shared=hidden
                 )
 
-            if part.group is not None:
-                shared = self.shared(part.whole or part.group)
+            if part.group is not None and part.whole is not None:
+                shared = self.shared(part.whole)
                 yield from _grid_section(gid, part.group, card_of, part, shared)
                 grids.append(_grid_data(gid, part.group, self.index_of))
             elif part.kind == "plain":
@@ -623,16 +622,16 @@ def _pager(n: int, names: Sequence[str], trouble: Sequence[int] = ()) -> str:
     if len(names) < 2:
         return ""
 
-    def link(k: int, text: str, rel: str = "") -> str:
+    def mark(k: int) -> str:
         bad = trouble[k] if k < len(trouble) else 0
-        mark = f' class="trouble" title="{bad} failed or unknown"' if bad else ""
-        return f'<a href="{esc(quote(names[k]))}"{rel}{mark}>{text}</a>'
+        return f' class="trouble" title="{bad} failed or unknown"' if bad else ""
+
+    def link(k: int, text: str, rel: str = "") -> str:
+        return f'<a href="{esc(quote(names[k]))}"{rel}{mark(k)}>{text}</a>'
 
     items = [link(n - 1, "\u2190 previous", ' rel="prev"')] if n > 0 else []
-    here = trouble[n] if n < len(trouble) else 0
-    mark = f' class="trouble" title="{here} failed or unknown"' if here else ""
     items += [
-        f'<b aria-current="page"{mark}>{k + 1}</b>' if k == n else link(k, str(k + 1))
+        f'<b aria-current="page"{mark(k)}>{k + 1}</b>' if k == n else link(k, str(k + 1))
         for k in range(len(names))
     ]
     if n + 1 < len(names):
@@ -644,26 +643,19 @@ def _part_label(part: Part) -> str:
     return f" <small>(part {part.number} of {part.of})</small>" if part.of > 1 else ""
 
 
-def _grid_order(group: Group) -> list[JobRecord]:
-    """A group's jobs as its default grid shows them: row by row, cell by cell."""
-    return [r for row in grid_rows(group) for r in row]
-
-
 def _paginate(
-    sections: Sequence[tuple[str, Group | None, Sequence[JobRecord]]], per_page: int
+    sections: Sequence[tuple[str, Group | None, list[Sequence[JobRecord]]]], per_page: int
 ) -> list[list[Part]]:
-    """Sections onto pages: whole where a section fits on a page; a grid bigger than a page
-    cut between the rows of its grid (a row bigger than a page between its cards), each
-    part keeping the grid's layout and columns."""
+    """Sections (each as units: a grid's rows, else all its cards as one) onto pages: whole
+    where a section fits on a page; a grid bigger than a page cut between its rows (a row
+    bigger than a page between its cards), each part keeping the grid's layout."""
     pages: list[list[Part]] = [[]]
     room = per_page
-    for kind, group, members in sections:
-        if room < len(members) <= per_page and pages[-1]:
+    for kind, group, units in sections:
+        size = sum(len(unit) for unit in units)
+        if room < size <= per_page and pages[-1]:
             pages.append([])  # it fits on a page of its own: kept whole
             room = per_page
-        units: Iterable[Sequence[JobRecord]] = [members]
-        if len(members) > room and group is not None:
-            units = grid_rows(group)
         chunks: list[tuple[int, list[JobRecord]]] = []
         for unit in units:
             at = 0
