@@ -491,7 +491,7 @@ class Pages:
         current = [r for r in records if r.current]
         superseded = [r for r in records if not r.current]
         groups, plain = group_records(current)
-        sections: list[tuple[str, Group | None, list[Sequence[JobRecord]]]] = [
+        sections: list[tuple[str, Group | None, Sequence[Sequence[JobRecord]]]] = [
             ("grid", g, grid_rows(g))
             for g in groups  # in grid order, row by row
         ]
@@ -644,7 +644,7 @@ def _part_label(part: Part) -> str:
 
 
 def _paginate(
-    sections: Sequence[tuple[str, Group | None, list[Sequence[JobRecord]]]], per_page: int
+    sections: Sequence[tuple[str, Group | None, Sequence[Sequence[JobRecord]]]], per_page: int
 ) -> list[list[Part]]:
     """Sections (each as units: a grid's rows, else all its cards as one) onto pages: whole
     where a section fits on a page; a grid bigger than a page cut between its rows (a row
