@@ -35,7 +35,7 @@ def ensure_poster(video: Path) -> Path | None:
         return None
     poster = poster_path(video)
     try:
-        if poster.exists() and _newer(poster.stat(), video.stat()):
+        if _poster_fresh(video):
             return poster
         data = first_frame_jpeg(video)
     except Exception:  # noqa: BLE001 - any unreadable video: no poster, never a failed report
@@ -81,15 +81,15 @@ def ensure_posters_at(
         try:
             if not path.lower().endswith(SUFFIXES):  # strings, not paths: 100,000 of them
                 continue
-            video = Path(out_dir) / path if "/" in path else None
-            if video is None:
+            if "/" in path:  # below the run's folder: asked plainly
+                if _poster_fresh(Path(out_dir) / path):
+                    continue
+            else:  # in it: from one listing, and a Path only for a poster to make
                 if names is None:
                     names = _names(out_dir)
                 if _fresh(out_dir, names, path):
                     continue
-                video = Path(out_dir) / path
-            elif not video.exists() or _poster_fresh(video):  # below the folder: plainly
-                continue
+            video = Path(out_dir) / path
             if ensure_poster(video) is not None:
                 made += 1
                 if made == 1 and making is not None:
@@ -100,6 +100,7 @@ def ensure_posters_at(
 
 
 def _poster_fresh(video: Path) -> bool:
+    """Whether `video` has a poster no older than it (asked of the file system)."""
     poster = poster_path(video)
     return poster.exists() and _newer(poster.stat(), video.stat())
 

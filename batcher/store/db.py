@@ -475,16 +475,14 @@ class Store(Reader):
         connection: safe from a worker thread while the event loop's thread uses the store."""
         if self._wal is None:
             return  # not WAL mode: every commit was synced as it was made
-        try:  # open for writing: some systems fsync only a file opened for writing
-            fd = os.open(self._wal, os.O_RDWR)
-        except OSError as exc:  # the log is always there while WAL mode is on: say so
-            raise StateWriteFailed(f"{self.path}: cannot sync the write-ahead log ({exc})") from exc
-        try:
-            os.fsync(fd)
+        try:  # the log is always there while WAL mode is on: a missing one is an error too
+            fd = os.open(self._wal, os.O_RDWR)  # for writing: some systems fsync only that
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise StateWriteFailed(f"{self.path}: cannot sync the write-ahead log ({exc})") from exc
-        finally:
-            os.close(fd)
 
     @state_errors
     def record_submitted(self, job_id: int, sub: Submitted) -> bool:

@@ -187,12 +187,16 @@ class Reader:
     @state_errors_streamed
     def done_files(self, run: str) -> Iterator[tuple[int, str]]:
         """(job id, path in the output folder) of every file of the run's done jobs
-        (current versions), one row at a time (the first file of each job from SQL: most
-        have one; the rest parsed only for jobs that have more)."""
+        (current versions), one row at a time."""
+        yield from self._paths("run = ? AND current = 1 AND state = 'done'", (run,))
+
+    def _paths(self, where: str, args: Sequence[Any]) -> Iterator[tuple[int, str]]:
+        """(job id, file path) of the jobs `where` selects: the first file of each from SQL
+        (most have one), the rest parsed only for jobs that have more."""
         for job_id, first, n in self._conn.execute(
             "SELECT id, json_extract(outputs, '$[0].path'), json_array_length(outputs)"
-            " FROM jobs WHERE run = ? AND current = 1 AND state = 'done'",
-            (run,),
+            f" FROM jobs WHERE {where}",
+            args,
         ):
             if first is not None:
                 yield job_id, first
@@ -359,16 +363,8 @@ class Reader:
     @state_errors_streamed
     def output_paths(self, run: str) -> Iterator[str]:
         """The path (in the run's folder) of every file any version of the run landed."""
-        for first, n, outputs in self._conn.execute(
-            "SELECT json_extract(outputs, '$[0].path'), json_array_length(outputs),"
-            " CASE WHEN json_array_length(outputs) > 1 THEN outputs END"
-            " FROM jobs WHERE run = ? AND outputs != '[]'",
-            (run,),
-        ):
-            if first is not None:
-                yield first
-            if n > 1:
-                yield from (o["path"] for o in json.loads(outputs)[1:])
+        for _, path in self._paths("run = ? AND outputs != '[]'", (run,)):
+            yield path
 
     def _tuples(self, sql: str, args: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
         """Rows as plain tuples (no sqlite3.Row: a name lookup per field costs, at scale)."""
