@@ -94,16 +94,12 @@ class _Pool:
             )
         await self._take_slot(request.extensions.get("timeout", {}).get("pool"))
         try:
-            while True:
-                conn = await self._connection(request)
-                try:
-                    response = await conn.handle_async_request(request)
-                except httpcore.ConnectionNotAvailable:
-                    continue  # closed while idle, between the look and the use
-                except BaseException:
-                    await self._put_back(conn)
-                    raise
-                break
+            conn = await self._connection(request)  # idle ones looked at just before
+            try:
+                response = await conn.handle_async_request(request)
+            except BaseException:
+                await self._put_back(conn)  # closed: a failed request leaves it unusable
+                raise
         except BaseException:
             self._give_slot()
             raise
@@ -141,16 +137,13 @@ class _Pool:
     async def _connection(self, request: httpcore.Request) -> _Connection:
         origin = request.url.origin
         key = (origin.scheme, origin.host, origin.port)
-        idle = self._idle.get(key)
-        while idle:
-            conn, _ = idle.pop()
-            self._idle_count -= 1
+        while conn := self._pop_idle(key):
             if conn.is_available() and not conn.has_expired():
                 self._busy[conn] = key
                 return conn
             await _close(conn)
-        if self._idle_count and len(self._busy) + self._idle_count >= self._max:
-            await self._close_oldest_idle()  # room for this origin's connection
+        if self._idle_count > self._slots:  # requests holding slots + idle ones > the limit
+            await _close(self._pop_idle(None))  # room for this origin's connection
         stream = await self._connect(request)
         conn = _Connection(origin=origin, stream=stream, keepalive_expiry=self._expiry)
         self._busy[conn] = key
@@ -180,32 +173,45 @@ class _Pool:
         return stream
 
     async def _put_back(self, conn: _Connection) -> None:
-        """`conn`'s request is over: kept idle if it can serve another, else closed."""
+        """`conn`'s request is over: kept idle if it can serve another, else closed.
+        The pool's books are settled before any connection is closed (closing yields)."""
         key = self._busy.pop(conn)
-        if not conn.is_available():
-            await _close(conn)
-            return
-        now = time.monotonic()
-        self._idle.setdefault(key, deque()).append((conn, now))
-        self._idle_count += 1
-        while self._idle_count > self._max_idle:
-            await self._close_oldest_idle()
-        if self._expiry is not None:
-            for origin, idle in list(self._idle.items()):
-                while idle and now - idle[0][1] > self._expiry:
-                    self._idle_count -= 1
-                    await _close(idle.popleft()[0])
-                if not idle:
-                    del self._idle[origin]
+        closing: list[_Connection | None] = []
+        if conn.is_available():
+            now = time.monotonic()
+            self._idle.setdefault(key, deque()).append((conn, now))
+            self._idle_count += 1
+            while self._idle_count > self._max_idle:
+                closing.append(self._pop_idle(None))
+            if self._expiry is not None:
+                while (oldest := self._oldest()) and now - oldest[1] > self._expiry:
+                    closing.append(self._pop_idle(None))
+        else:
+            closing.append(conn)
+        for each in closing:
+            await _close(each)
 
-    async def _close_oldest_idle(self) -> None:
-        origin, idle = min(
-            self._idle.items(), key=lambda item: item[1][0][1] if item[1] else math.inf
-        )
+    def _oldest(self) -> tuple[_Key, float] | None:
+        """The origin of the idle connection kept longest, and since when it is idle."""
+        firsts = [(key, idle[0][1]) for key, idle in self._idle.items()]
+        return min(firsts, key=lambda first: first[1]) if firsts else None
+
+    def _pop_idle(self, key: _Key | None) -> _Connection | None:
+        """Takes `key`'s idle connection returned last; with None, the one kept longest."""
+        if key is None:
+            oldest = self._oldest()
+            if oldest is None:
+                return None
+            key = oldest[0]
+            conn = self._idle[key].popleft()[0]
+        elif key in self._idle:
+            conn = self._idle[key].pop()[0]
+        else:
+            return None
+        if not self._idle[key]:
+            del self._idle[key]
         self._idle_count -= 1
-        await _close(idle.popleft()[0])
-        if not idle:
-            del self._idle[origin]
+        return conn
 
     async def _response_done(self, conn: _Connection) -> None:
         try:
@@ -228,9 +234,10 @@ class _Pool:
         await self.aclose()
 
 
-async def _close(conn: _Connection) -> None:
-    with anyio.CancelScope(shield=True):
-        await conn.aclose()
+async def _close(conn: _Connection | None) -> None:
+    if conn is not None:
+        with anyio.CancelScope(shield=True):
+            await conn.aclose()
 
 
 class _Body:

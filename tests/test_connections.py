@@ -260,23 +260,24 @@ def test_waiting_for_a_slot_times_out_or_is_cancelled_without_losing_the_slot(
 
 
 def test_idle_connections_beyond_the_keepalive_limit_or_expiry_are_closed(no_proxy: None) -> None:
-    async def burst(srv: KeepAliveServer, client: httpx.AsyncClient) -> None:
+    async def burst(srv: KeepAliveServer, client: httpx.AsyncClient, n: int) -> None:
         async with anyio.create_task_group() as tg:
-            for _ in range(3):
+            for _ in range(n):
                 tg.start_soon(client.get, srv.url("/ok"))
 
     async def main(srv: KeepAliveServer) -> None:
         async with _client(4, keepalive=1) as client:
-            await burst(srv, client)
+            await burst(srv, client, 3)
             assert srv.wait_closed(2) == 2  # one of the three kept
         async with _client(4, keepalive_expiry=0) as client:
-            await client.get(srv.url("/ok"))
-            await client.get(srv.url("/ok"))  # the idle one expired at once
-            assert srv.closed[3].wait(5)
+            await burst(srv, client, 2)
+            assert srv.wait_closed(4) == 4  # the first idle one expired as the second came
+            await client.get(srv.url("/ok"))  # the second expired too: a new one
+            assert srv.wait_closed(5) == 5
 
     with KeepAliveServer() as srv:
         anyio.run(main, srv)
-    assert srv.opened == 5
+    assert srv.opened == 6
 
 
 def test_a_new_origin_at_the_limit_closes_another_origin_s_idle_connection(
