@@ -4,6 +4,10 @@ shared back-off, and stopping; each job's life itself is `lifecycle`.
 Invariants:
 - At most `concurrency` jobs are remote at once (submitting, queued or running); a slot is
   given back when its job leaves the remote states (`lifecycle.Slot`).
+- At most twice `concurrency` jobs are in hand at once (remote, or past the API taking
+  their files): a slow download never holds a submission slot, yet renders that end
+  faster than their files are taken never pile up (their URLs expire; the room kept for
+  their files counts against the disk).
 - A job is claimed only right before its POST: after the shared back-off has passed, the
   pacing interval has run, and the budget and the disk have room for it.
 - Every version still remote is followed at start (superseded ones too: they were paid
@@ -277,8 +281,8 @@ class Scheduler:
                 await self.sleep(self.cfg.backoff.delay(failures, rng=self.rng))
 
     async def _admit_one(self) -> None:
-        if self._remote >= self.cfg.concurrency:
-            await self._changed.wait()
+        if self._remote >= self.cfg.concurrency or self._tasks >= 2 * self.cfg.concurrency:
+            await self._changed.wait()  # a render ended, or a job's files were taken
             return
         await self.breaker.wait()
         nxt = self.ledger.peek_pending(self.runs)

@@ -22,8 +22,9 @@ from batcher import errors
 from batcher.emulator import EmulatorConfig, parse_faults
 from batcher.models import JobState
 from batcher.operations import retry_jobs
+from batcher.schema import for_model
 from batcher.store import rescue_path
-from tests.test_scheduler import Harness, Jumps, assert_files_intact, specs
+from tests.test_scheduler import MODEL, Harness, Jumps, assert_files_intact, specs
 
 pytestmark = pytest.mark.anyio
 
@@ -282,6 +283,32 @@ async def test_too_little_free_space_submits_nothing(tiny_disk: Path, tmp_path: 
     [stop] = [e for e in h.events if e.kind == "stop"]
     assert "not enough free space" in stop.message
     assert set(h.states().values()) == {"pending"}
+
+
+class Tight:
+    """A sink whose disk has room for the files of `jobs` 5-second renders, no more
+    (and never fills: the files landed are not counted)."""
+
+    def __init__(self, inner: Any, jobs: int) -> None:
+        self.inner = inner
+        self.room = jobs * for_model(MODEL).expected_bytes({"duration": 5})
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    def free_bytes(self, run: str) -> int:
+        return self.room
+
+
+async def test_room_held_for_a_job_s_files_is_given_back_when_the_job_ends(
+    tmp_path: Path,
+) -> None:
+    # Twelve jobs, room for five: at most four in hand (twice the concurrency) and the next.
+    h = Harness(tmp_path)
+    h.store.sync_jobs("r", specs(12))
+    summary = await h.run(concurrency=2, wrap_sink=lambda sink: Tight(sink, 5), sleep=quick)
+    assert summary.stop_reason is None
+    assert set(h.states().values()) == {"done"}
 
 
 # -- issue 10: the claim's fsync off the event loop, still before its POST ------------------

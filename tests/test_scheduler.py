@@ -174,6 +174,61 @@ async def test_remote_in_flight_never_exceeds_concurrency(tmp_path: Path) -> Non
     assert peak == 3  # the limit was used, and never passed
 
 
+class HeldFiles(httpx.AsyncBaseTransport):
+    """A files transport that holds every download until `opened` is set."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.opened = anyio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self.opened.wait()
+        return await self.inner.handle_async_request(request)
+
+
+async def test_renders_waiting_for_their_files_hold_back_new_submissions(tmp_path: Path) -> None:
+    # Found by the 16,000-job benchmark: renders finish faster than four download lanes
+    # take their files, and submissions went on regardless: thousands of finished renders
+    # waited for their files (their URLs may expire meanwhile), and the free space they
+    # were all counted against ran out on paper ("not enough free space", 82 GB free).
+    h = Harness(tmp_path, EmulatorConfig(speed=0.0))
+    h.store.sync_jobs("r", specs(12))
+    held: list[HeldFiles] = []
+    offset = [0.0]
+
+    async def instant(seconds: float) -> None:  # time jumps; every task runs until it waits
+        offset[0] += max(seconds, 0.0)
+        await anyio.lowlevel.checkpoint()
+
+    def hold(inner: httpx.AsyncBaseTransport) -> HeldFiles:
+        held.append(HeldFiles(inner))
+        return held[-1]
+
+    async def main() -> Summary:
+        async with anyio.create_task_group() as tg:
+            done: list[Summary] = []
+
+            async def drive() -> None:
+                done.append(
+                    await h.run(
+                        concurrency=2,
+                        wrap_files=hold,
+                        sleep=instant,
+                        clock=lambda: time.time() + offset[0],
+                    )
+                )
+
+            tg.start_soon(drive)
+            await anyio.wait_all_tasks_blocked()  # every job task waits for its files
+            assert len(h.emulator.submissions) == 4  # twice the concurrency, all waiting for files
+            held[0].opened.set()
+        return done[0]
+
+    summary = await main()
+    assert summary.stop_reason is None and set(h.states().values()) == {"done"}
+    assert len(h.emulator.submissions) == 12
+
+
 async def test_rerun_submits_nothing(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     h.store.sync_jobs("r", specs(3))
