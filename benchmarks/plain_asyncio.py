@@ -5,6 +5,10 @@ fixed interval, fetch the result and download the file. No state database, no si
 no verification, no retries: the least a script can do to get the videos.
 
     python benchmarks/plain_asyncio.py BASE_URL TOKEN PAYLOADS.json OUT_DIR CONCURRENCY POLL
+        [POOL]
+
+POOL: `httpx` (default: httpx's own connection pool) or `batcher` (batcher's pool from
+`batcher.connections`, so the difference left is what batcher's durability costs).
 """
 
 from __future__ import annotations
@@ -47,15 +51,23 @@ async def main(
     out: Path,
     concurrency: int,
     poll: float,
+    pool: str = "httpx",
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     limit = asyncio.Semaphore(concurrency)
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
-    async with (
-        httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as http,
-        httpx.AsyncClient(limits=limits, timeout=60) as files,
-    ):
+    if pool == "batcher":
+        from batcher.connections import pooled_client
+
+        def client(**options: object) -> httpx.AsyncClient:
+            return pooled_client(limits, timeout=60, **options)
+    else:
+
+        def client(**options: object) -> httpx.AsyncClient:
+            return httpx.AsyncClient(limits=limits, timeout=60, **options)  # type: ignore[arg-type]
+
+    async with client(headers=headers) as http, client() as files:
 
         async def guarded(p: dict[str, object]) -> None:
             async with limit:
@@ -66,6 +78,7 @@ async def main(
 
 if __name__ == "__main__":
     base_url, tok, path, out_dir, conc, interval = sys.argv[1:7]
+    which = sys.argv[7] if len(sys.argv) > 7 else "httpx"
     asyncio.run(
         main(
             base_url,
@@ -74,5 +87,6 @@ if __name__ == "__main__":
             Path(out_dir),
             int(conc),
             float(interval),
+            which,
         )
     )

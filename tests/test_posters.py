@@ -9,6 +9,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from batcher import posters
 from batcher.posters import ensure_poster, poster_path
@@ -76,3 +78,13 @@ def test_an_unreadable_video_makes_no_poster_and_says_nothing(tmp_path: Path) ->
     for _ in range(2):
         assert ensure_posters_at(str(tmp_path), ["bad.mp4"], making=lambda: said.append("x")) == 0
     assert said == []
+
+
+@given(st.text(alphabet=".a~/ ", max_size=8) | st.text(max_size=12))
+@example("..mp4")
+@example(".mp4")
+@example("a..mp4")
+@settings(max_examples=400, deadline=None)
+def test_a_poster_s_name_is_the_video_s_stem_whatever_the_name(video: str) -> None:
+    stem = os.path.splitext(os.path.basename(video))[0]  # what Path(video).stem says
+    assert posters.poster_name(video) == f"{stem}~poster.jpg"

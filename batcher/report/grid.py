@@ -88,10 +88,17 @@ def value_label(value: Any) -> str:
     """How a swept value reads in a grid header: strings as-is, the rest as JSON."""
     if isinstance(value, str):
         return value
+    if isinstance(value, int | float) and len(_LABELS) < 4096:  # numbers and booleans:
+        key = (type(value), value)  # a few distinct ones, read in every card of a report
+        found = _LABELS.get(key)
+        if found is None:
+            found = _LABELS[key] = _LABEL(value)
+        return found
     return _LABEL(value)
 
 
 _LABEL = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode  # one coder for all
+_LABELS: dict[tuple[type, Any], str] = {}  # (type, number) -> its label (True == 1 == 1.0)
 
 
 def _is_number(value: Any) -> bool:
