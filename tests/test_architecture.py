@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent / "batcher"
 
 # Lower layers never import higher ones (cli > app flow > engines > services > base).
 LAYERS = [
-    {"errors", "models", "crashpoints", "ports"},
+    {"errors", "models", "crashpoints", "ports", "collector"},
     {"retry", "schema", "polling", "hosts"},
     {"client", "store", "download", "locks", "settings", "pacing", "outputs", "posters"}
     | {"connections"},

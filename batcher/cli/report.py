@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from batcher import collector
 from batcher.cli.common import count, err, handle_errors, state_option
 from batcher.errors import StateError
 from batcher.models import JobRecord, Money
@@ -114,6 +115,11 @@ def write_html_pages(
     `report-2.html`, ...; pages a bigger report left behind are removed), posters made
     first; (job versions shown, pages). Memory: lean records of the run and the full
     records of one page at a time."""
+    with collector.paused():  # the run's lean records live until the last page is written
+        return _write_html_pages(store, run, path, per_page)
+
+
+def _write_html_pages(store: Store, run: str, path: Path, per_page: int) -> tuple[int, int]:
     made = ensure_posters_at(
         store.run_info(run).out_dir,
         store.output_paths(run),
