@@ -318,9 +318,17 @@ class RunComfyClient:
         return await self._call("POST", self._safe(req.cancel_url, "cancel", req), _cancelled)
 
     async def model_info(self, model_id: str) -> Mapping[str, Any]:
-        """Catalog info of a model (undocumented endpoint: price and unit)."""
+        """One model's catalog entry (`GET /v1/models/{model_id}`: price, unit, schema)."""
         url = f"{self._base}/v1/models/{quote(model_id, safe='/')}"
         return await self._call("GET", url, lambda body: body)
+
+    async def list_models(
+        self, *, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """A page of the catalog (`GET /v1/models`): its entries that name a model id, and
+        the catalog's total when the answer gives one."""
+        params = {"limit": str(limit), "offset": str(offset)}
+        return await self._call("GET", f"{self._base}/v1/models", _catalog_page, params=params)
 
     def _submitted(self, body: Mapping[str, Any]) -> Submitted:
         rid = body.get("request_id")
@@ -467,6 +475,17 @@ class RunComfyClient:
         if body.get("error_code") not in (None, 0, "0", ""):
             raise error_from(resp.status_code, body, retry_after)
         return body
+
+
+def _catalog_page(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+    models = body.get("models")
+    if not isinstance(models, list):
+        raise errors.MalformedAnswer(
+            f"the catalog answer has no `models` list: {json.dumps(body)[:200]}", status_code=200
+        )
+    total = body.get("total")
+    entries = [m for m in models if isinstance(m, dict) and isinstance(m.get("model_id"), str)]
+    return entries, total if type(total) is int and total >= 0 else None
 
 
 def _cancelled(body: Mapping[str, Any]) -> CancelOutcome:

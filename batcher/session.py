@@ -92,6 +92,20 @@ async def open_api(
         )
 
 
+@asynccontextmanager
+async def catalog_api(api: ApiSettings) -> AsyncIterator[RunComfyClient]:
+    """An API client to read the model catalog with (the emulator in-process, when asked)."""
+    if api.emulator:
+        from batcher.emulator import EmulatorConfig, create_app
+
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(EmulatorConfig())))
+    else:
+        limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+        http = pooled_client(limits, follow_redirects=False)
+    async with http:
+        yield RunComfyClient(http, base_url=api.base_url, token=api.token, timeouts=api.timeouts)
+
+
 def run_folder(jf: JobFile, out: Path | None) -> Path:
     """The run's output folder: --out, else the file's output_dir, else outputs/; + run."""
     if out is not None:

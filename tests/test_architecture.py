@@ -14,7 +14,7 @@ LAYERS = [
     {"retry", "schema", "polling", "hosts"},
     {"client", "store", "download", "locks", "settings", "pacing", "outputs", "posters"}
     | {"connections"},
-    {"scheduler", "lifecycle", "jobfile", "report", "emulator"},
+    {"scheduler", "lifecycle", "jobfile", "report", "emulator", "catalog"},
     {"session", "operations"},
     {"cli", "__main__"},
 ]

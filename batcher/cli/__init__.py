@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "forget": ("manage", "Drop RUN's records from the state (its output files stay)."),
     "log": ("log", "Print what happened to a run's jobs, and when."),
     "report": ("report", "Write a report of RUN (default: the newest run)."),
+    "models": ("models", "List RunComfy's models, or show one's fields and price."),
     "emulator": ("emulator", "Serve the built-in RunComfy Model API emulator (Ctrl-C to stop)."),
 }
 

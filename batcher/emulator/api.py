@@ -1,4 +1,5 @@
-"""The contract endpoints of runcomfy-api.md: submit, status, result, cancel, model info.
+"""The contract endpoints of runcomfy-api.md: submit, status, result, cancel, and the
+catalog (the models list, its categories, one model's entry).
 
 Order of checks on every call: count the call and decide its fault (a pre-handler fault
 answers at once, before auth, as a gateway would), then auth (401), then the endpoint's
@@ -27,7 +28,7 @@ from batcher.emulator.wire import (
     slowed,
 )
 from batcher.errors import SchemaError
-from batcher.schema import ModelSchema, load_schema
+from batcher.schema import ModelSchema, bundled, load_schema
 
 
 def _authenticate(emu: Emulator, req: HttpRequest) -> str | Reply:
@@ -112,7 +113,7 @@ def submit(emu: Emulator, req: HttpRequest, model_id: str) -> Reply:
 
 
 def model_info(emu: Emulator, req: HttpRequest, model_id: str) -> Reply:
-    """GET /v1/models/{model_id} (undocumented catalog info)."""
+    """GET /v1/models/{model_id}: one model's catalog entry, its input schema included."""
     fault = emu.decide("model", f"model:{model_id}")
     early = fault_reply(emu.config, fault, emu.now())
     if early is not None:
@@ -123,14 +124,101 @@ def model_info(emu: Emulator, req: HttpRequest, model_id: str) -> Reply:
     schema = _schema(emu, model_id)
     if isinstance(schema, Reply):
         return schema
+    return slowed(json_reply(200, catalog_entry(schema, with_schema=True)), fault)
+
+
+def list_models(emu: Emulator, req: HttpRequest) -> Reply:
+    """GET /v1/models?search=&category=&kind=&include_schema=&limit=&offset=: a page of
+    the catalog (`models`, `total`), in model id order."""
+    fault = emu.decide("model", "catalog")
+    early = fault_reply(emu.config, fault, emu.now())
+    if early is not None:
+        return early
+    token = _authenticate(emu, req)
+    if isinstance(token, Reply):
+        return token
+    q = req.query
+    limit, offset = _count(q.get("limit"), 20), _count(q.get("offset"), 0)
+    if limit is None or offset is None or limit > CATALOG_PAGE_MAX:
+        return error_reply(
+            emu.config, 400, 400000, f"limit must be 1-{CATALOG_PAGE_MAX}, offset 0 or more"
+        )
+    search = q.get("search", "").strip().lower()
+    category = q.get("category", "").strip().lower()
+    kind = q.get("kind", "").strip().lower()
+    found = [
+        ms
+        for model_id, ms in sorted(bundled().items())
+        if (not search or search in f"{model_id} {_display_name(ms)}".lower())
+        and (not category or category in (c.lower() for c in _categories(ms)))
+        and (not kind or kind == _kind(ms))
+    ]
+    with_schema = q.get("include_schema", "").lower() in ("true", "1", "yes")
+    page = found[offset : offset + limit] if limit else []
     body = {
-        "model_id": model_id,
-        "base_price_usd": schema.price.usd,
-        "price_unit": schema.price.unit,
-        "price_with_sound_usd": schema.price.usd_with_sound,
-        "input_schema": schema.schema,
+        "models": [catalog_entry(ms, with_schema=with_schema) for ms in page],
+        "total": len(found),
+        "limit": limit,
+        "offset": offset,
     }
     return slowed(json_reply(200, body), fault)
+
+
+def model_categories(emu: Emulator, req: HttpRequest) -> Reply:
+    """GET /v1/models/categories: every category name of the catalog."""
+    fault = emu.decide("model", "categories")
+    early = fault_reply(emu.config, fault, emu.now())
+    if early is not None:
+        return early
+    token = _authenticate(emu, req)
+    if isinstance(token, Reply):
+        return token
+    names = sorted({c for ms in bundled().values() for c in _categories(ms)})
+    return slowed(json_reply(200, {"categories": names}), fault)
+
+
+CATALOG_PAGE_MAX = 100
+
+
+def catalog_entry(ms: ModelSchema, *, with_schema: bool) -> dict[str, Any]:
+    """A model as the catalog lists it (runcomfy-api.md, "Catalog")."""
+    entry: dict[str, Any] = {
+        "model_id": ms.model_id,
+        "display_name": _display_name(ms),
+        "categories": _categories(ms),
+        "kind": _kind(ms),
+        "base_price_usd": ms.price.usd,
+        "price_unit": ms.price.unit,
+    }
+    if ms.price.usd_with_sound is not None:
+        entry["price_with_sound_usd"] = ms.price.usd_with_sound  # the emulator's own field
+    if with_schema:
+        entry["input_schema"] = ms.schema
+    return entry
+
+
+def _display_name(ms: ModelSchema) -> str:
+    name = ms.schema.get("x-display-name")
+    return name if isinstance(name, str) and name else ms.model_id
+
+
+def _categories(ms: ModelSchema) -> list[str]:
+    found = ms.schema.get("x-categories")
+    return [c for c in found if isinstance(c, str)] if isinstance(found, list) else []
+
+
+def _kind(ms: ModelSchema) -> str:
+    """What the model makes: the first output key it names (`video`, `image`...)."""
+    outputs = ms.schema.get("x-output")
+    first = outputs[0] if isinstance(outputs, list) and outputs else "video"
+    return str(first).removesuffix("s")
+
+
+def _count(text: str | None, default: int) -> int | None:
+    """A query's non-negative integer (`default` when absent), None when it is not one."""
+    if text is None or text == "":
+        return default
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else None
 
 
 def _status_word(emu: Emulator, request: Request, snap: Snapshot, *, result: bool) -> str:

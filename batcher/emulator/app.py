@@ -1,8 +1,10 @@
 """The ASGI 3 application: routing, reading requests, and carrying out replies.
 
 Routes (the contract's, then the emulator's own):
+    GET  /v1/models                     the catalog, a page at a time (search, category...)
+    GET  /v1/models/categories          the catalog's category names
     POST /v1/models/{model_id}          submit (model ids contain slashes)
-    GET  /v1/models/{model_id}          model info
+    GET  /v1/models/{model_id}          one model's catalog entry
     GET  /v1/requests/{id}/status       status
     GET  /v1/requests/{id}/result       result
     POST /v1/requests/{id}/cancel       cancel
@@ -93,6 +95,10 @@ def route(emu: Emulator, req: HttpRequest) -> Reply:
     """The reply for one request (synchronous: no awaits, so state changes are atomic)."""
     cfg = emu.config
     path, method = req.path, req.method
+    if path.rstrip("/") in ("/v1/models", "/v1/models/categories") and method == "GET":
+        if path.rstrip("/") == "/v1/models":
+            return api.list_models(emu, req)
+        return api.model_categories(emu, req)
     if path.startswith("/v1/models/"):
         model_id = path.removeprefix("/v1/models/").strip("/")
         if method == "POST":
